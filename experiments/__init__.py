@@ -1,0 +1,1 @@
+"""One module per experiment; each defines `EXPERIMENT` (a harness.experiment.Experiment)."""

@@ -1,0 +1,82 @@
+"""The Python API, for notebooks and scripts.
+
+    import harness
+    run = harness.run("exp17", params={"iterations": 20, "gc": "off"})
+    run.summary            # pandas DataFrame, one row per trial
+    run.samples, run.gc_events, run.timeline
+    run.figures()          # {"memory": Figure, "summary": Figure}
+    run.path               # the run directory written under results/
+
+`harness.load(path)` reads a finished run back the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness.check import CheckResult, check_summary
+from harness.registry import get_experiment
+from harness.runner import DEFAULT_OUT, RunConfig, run_experiment
+
+
+@dataclass
+class Run:
+    path: Path
+    meta: dict[str, Any]
+    samples: pd.DataFrame
+    gc_events: pd.DataFrame
+    timeline: pd.DataFrame
+    records: pd.DataFrame
+    summary: pd.DataFrame
+
+    @property
+    def experiment(self) -> str:
+        return self.meta["experiment"]
+
+    def checks(self) -> list[CheckResult]:
+        return check_summary(get_experiment(self.experiment), self.summary)
+
+    def figures(self) -> dict[str, Figure]:
+        from harness.plots import figures
+
+        tables = {"samples": self.samples, "gc_events": self.gc_events,
+                  "timeline": self.timeline, "records": self.records, "summary": self.summary}
+        return figures(get_experiment(self.experiment), tables)
+
+
+def run(
+    experiment: str,
+    variants: Sequence[str] = (),
+    params: dict[str, Any] | None = None,
+    repeats: int = 1,
+    jobs: int = 1,
+    out: Path | str = DEFAULT_OUT,
+    probes: Sequence[str] = (),
+    timeout_s: float | None = None,
+    measure_overhead: bool = True,
+    plots: bool = True,
+    progress: bool = True,
+    trial_env: dict[str, str] | None = None,
+    malloc_trim: bool = False,
+) -> Run:
+    """Run an experiment; a parameter given a list is swept."""
+    config = RunConfig(
+        experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
+        jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
+        measure_overhead=measure_overhead, plots=plots, command=f"harness.run({experiment!r}, ...)",
+        trial_env=dict(trial_env or {}), malloc_trim=malloc_trim,
+    )
+    result = run_experiment(config, show_progress=progress)
+    return Run(result.path, result.meta, **result.tables)
+
+
+def load(path: Path | str) -> Run:
+    from harness.results import load_run
+
+    stored = load_run(Path(path))
+    return Run(stored.path, stored.meta, stored.samples, stored.gc_events, stored.timeline,
+               stored.records, stored.summary)

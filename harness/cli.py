@@ -1,0 +1,232 @@
+"""`python -m harness` (also the `harness` console script).
+
+    list                      experiments, their variants and parameters; variants; probes
+    run EXP [options]         run an experiment; prints the summary, the checks, and
+                              the run directory as its last line
+    show RUN_DIR              the summary of a finished run again
+    check RUN_DIR             the experiment's expectations on a run; exit 1 if one fails
+    compare A B               regression between two runs (or a run and a baseline)
+
+Bad input gets one line on stderr and exit status 2; `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from harness.errors import UsageError
+
+EXIT_USAGE = 2
+SUMMARY_VIEW = (
+    "variant", "repeat", "status", "numpy_bytes_final", "expected_numpy_bytes_final",
+    "measured_over_expected", "numpy_bytes_peak", "rss_peak_bytes", "gc_collections",
+    "gc_collected_objects", "live_functions_final",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="dezero-memlab: memory experiments on DeZero-style engines")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("list", help="experiments, variants and probes")
+
+    run = commands.add_parser("run", help="run an experiment")
+    run.add_argument("experiment")
+    run.add_argument("--variant", action="append", default=[], metavar="NAME",
+                     help="variant to run (repeatable; default: the experiment's own)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a parameter; KEY=V1,V2 sweeps (repeatable)")
+    run.add_argument("--repeats", type=_whole, default=1, help="trials per variant and parameters (default 1)")
+    run.add_argument("--jobs", type=_whole, default=1, help="trials run at once (default 1)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="output directory (default results/)")
+    run.add_argument("--probe", action="append", default=[], metavar="NAME",
+                     help="probe to enable (repeatable; default: the experiment's own)")
+    run.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="fail a trial that runs longer than this")
+    run.add_argument("--no-overhead", action="store_true", help="skip measuring the probes' own cost")
+    run.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment for the trial processes, e.g. MALLOC_MMAP_THRESHOLD_=65536 (repeatable)")
+    run.add_argument("--malloc-trim", action="store_true",
+                     help="call glibc malloc_trim(0) before each sample so RSS shows freed memory")
+
+    show = commands.add_parser("show", help="print a run's summary")
+    show.add_argument("run_dir", type=Path)
+
+    check = commands.add_parser("check", help="evaluate a run against its experiment's expectations")
+    check.add_argument("run_dir", type=Path)
+
+    compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)")
+    compare.add_argument("baseline", type=Path)
+    compare.add_argument("current", type=Path)
+    compare.add_argument("--tolerance", type=float, default=None,
+                         help="relative tolerance for noisy metrics (RSS, time)")
+    return parser
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _env_pairs(items: Sequence[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _print_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    view = table[[c for c in columns if c in table]]
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(view.to_string(index=False))
+
+
+def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) -> list[str]:
+    swept = [p for p in experiment_params if p in summary and summary[p].nunique(dropna=False) > 1]
+    return ["variant", *swept, *SUMMARY_VIEW[1:]]
+
+
+def cmd_list() -> int:
+    from engine.variants import all_variants
+    from harness.probes import DEFAULT_PROBES, PROBE_DESCRIPTIONS
+    from harness.registry import all_experiments
+
+    print("experiments:")
+    for experiment in all_experiments().values():
+        print(f"  {experiment.name}  (seed step {experiment.seed_step})  {experiment.title}")
+        print(f"    variants: {', '.join(experiment.variants)}")
+        for p in experiment.params:
+            choices = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else ""
+            print(f"    --param {p.name}={p.default}{choices}  {p.help}")
+    print("variants:")
+    for variant in all_variants():
+        state = "" if variant.available() else f"  [not installed: {variant.install_hint}]"
+        print(f"  {variant.name}  ({variant.origin})  {variant.description}{state}")
+    print("probes (default: " + ", ".join(DEFAULT_PROBES) + "):")
+    for name, description in PROBE_DESCRIPTIONS.items():
+        print(f"  {name}  {description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness.registry import get_experiment
+    from harness.runner import RunConfig, parse_param_overrides, run_experiment
+
+    experiment = get_experiment(args.experiment)
+    config = RunConfig(
+        experiment=experiment.name,
+        variants=args.variant,
+        params=parse_param_overrides(experiment, args.param),
+        repeats=args.repeats,
+        jobs=args.jobs,
+        out=args.out,
+        probes=args.probe,
+        timeout_s=args.timeout,
+        measure_overhead=not args.no_overhead,
+        plots=not args.no_plots,
+        trial_env=_env_pairs(args.env),
+        malloc_trim=args.malloc_trim,
+        command="python -m harness " + " ".join(argv),
+    )
+    result = run_experiment(config)
+    summary = result.tables["summary"]
+    _print_table(summary, _summary_columns(summary, [p.name for p in experiment.params]))
+    for failure in result.meta.get("failed_trials", []):
+        print(f"trial {failure['trial']} {failure['variant']} {failure['status']}: {failure['error']}")
+    _print_checks(result.checks)
+    print(f"status: {result.meta['status']}")
+    print(result.path)
+    return 0 if result.ok else 1
+
+
+def _print_checks(checks: list) -> None:
+    if checks:
+        print(f"checks: {sum(c.passed for c in checks)} passed, {sum(not c.passed for c in checks)} failed")
+        for check in checks:
+            print("  " + check.line())
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.results import load_run
+
+    run = load_run(args.run_dir)
+    meta = run.meta
+    print(f"{meta['experiment']}  run {meta.get('run_id')}  status {meta.get('status')}  "
+          f"started {meta.get('started')}  python {meta.get('python')}")
+    print(f"command: {meta.get('command')}")
+    param_names = list(meta.get("params", {}))
+    _print_table(run.summary, _summary_columns(run.summary, param_names))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import check_summary
+    from harness.registry import get_experiment
+    from harness.results import load_run
+
+    run = load_run(args.run_dir)
+    experiment = get_experiment(run.meta["experiment"])
+    checks = check_summary(experiment, run.summary)
+    _print_checks(checks)
+    if not checks:
+        print("no expectation applies to this run's trials")
+    failed_trials = run.meta.get("status") != "ok"
+    if failed_trials:
+        print(f"run status: {run.meta.get('status')}")
+    return 0 if checks and all(c.passed for c in checks) and not failed_trials else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare_runs
+
+    return compare_runs(args.baseline, args.current, args.tolerance)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            return cmd_list()
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "show":
+            return cmd_show(args)
+        if args.command == "check":
+            return cmd_check(args)
+        return cmd_compare(args)
+    except UsageError as error:
+        if debug:
+            raise
+        print(f"harness: error: {error}", file=sys.stderr)
+        return EXIT_USAGE

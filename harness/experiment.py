@@ -1,0 +1,218 @@
+"""What an experiment is: a definition, not a script.
+
+An `Experiment` names its workload (a function of a `Workbench`), the
+variants it applies to, its parameters with types and defaults, the probes
+it enables, and its analytic model: the array bytes it expects per variant
+and parameters, and the expectations `check` evaluates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from harness.errors import UsageError
+from harness.probes import DEFAULT_PROBES, TrialState
+
+
+class Params(dict):
+    """Parameter values by name, also readable as attributes (`p.size`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+    def parse(self, text: str) -> Any:
+        """Turn one command-line value into a checked value of this parameter."""
+        if self.type is int:
+            value = _parse_int(self.name, text)
+        elif self.type is float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise UsageError(f"parameter {self.name!r} takes a number, got {text!r}") from None
+        else:
+            value = text
+        return self.validate(value)
+
+    def validate(self, value: Any) -> Any:
+        if self.type in (int, float) and isinstance(value, bool):
+            raise UsageError(f"parameter {self.name!r} takes a {self.type.__name__}, got {value!r}")
+        if self.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if self.type is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, self.type):
+            raise UsageError(
+                f"parameter {self.name!r} takes a {self.type.__name__}, got {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise UsageError(f"parameter {self.name!r} must be one of: {allowed}; got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise UsageError(f"parameter {self.name!r} must be at least {self.minimum:g}; got {value!r}")
+        return value
+
+
+def _parse_int(name: str, text: str) -> int:
+    # Sizes read best as 1e6; accept that when it is a whole number.
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise UsageError(f"parameter {name!r} takes a whole number, got {text!r}") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise UsageError(f"parameter {name!r} takes a whole number, got {text!r}")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An expected value read from another column of the same row, times `scale`
+    (a Fraction keeps e.g. bytes-per-Function exact)."""
+
+    column: str
+    scale: Fraction = Fraction(1)
+
+    def resolve(self, row: Mapping[str, Any]) -> Any:
+        value = row.get(self.column)
+        if _missing(value):
+            return None
+        return Fraction(int(value)) * self.scale
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A statement the analytic model makes about one trial's summary row.
+
+    `relation` is "==" (exact: tracemalloc's numpy domain with the GC off, or
+    a variant freed by reference counting alone), "<=", ">=" or "between"
+    (`expected` is then a (low, high) pair). `expected` may be a `Ref`.
+    """
+
+    description: str
+    metric: str
+    relation: str
+    expected: Any
+
+    def expected_value(self, row: Mapping[str, Any]) -> Any:
+        if isinstance(self.expected, Ref):
+            return self.expected.resolve(row)
+        return self.expected
+
+    def holds(self, row: Mapping[str, Any]) -> bool:
+        measured = row.get(self.metric)
+        expected = self.expected_value(row)
+        if _missing(measured) or expected is None:
+            return False
+        if self.relation == "==":
+            return measured == expected
+        if self.relation == "<=":
+            return measured <= expected
+        if self.relation == ">=":
+            return measured >= expected
+        if self.relation == "between":
+            low, high = expected
+            return low <= measured <= high
+        raise ValueError(f"unknown relation {self.relation!r}")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The model's array bytes for one trial: held at the end, and the peak.
+    None where the model makes no exact claim."""
+
+    numpy_bytes_final: int | None
+    numpy_bytes_peak: int | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    seed_step: str
+    claim: str
+    workload: Callable[["Workbench"], None]
+    variants: tuple[str, ...]
+    params: tuple[Param, ...]
+    expected: Callable[[str, Params], Expected]
+    expectations: Callable[[str, Params], list[Expectation]]
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    doc: str = ""
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        names = ", ".join(p.name for p in self.params)
+        raise UsageError(f"experiment {self.name!r} has no parameter {name!r}; parameters: {names}")
+
+    def defaults(self) -> Params:
+        return Params({p.name: p.default for p in self.params})
+
+
+@dataclass
+class Workbench:
+    """What a workload is given: the engine, its parameters, a seeded random
+    generator, and the sample points where probes read memory."""
+
+    engine: Any
+    params: Params
+    rng: np.random.Generator
+    state: TrialState
+    on_sample: Callable[[int, str], None] = field(default=lambda iteration, phase: None)
+    on_record: Callable[[dict[str, Any]], None] = field(default=lambda row: None)
+
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
+
+    def iterations(self, count: int) -> Iterator[int]:
+        """`for i in bench.iterations(n)`: probes sample at the end of each iteration,
+        while the loop body's variables are still bound, as in the seeds' loops."""
+        for i in range(count):
+            self.state.iteration = i
+            yield i
+            self.on_sample(i, "end")
+
+    def sample(self, phase: str) -> None:
+        """An extra sample point inside an iteration (e.g. "forward", "backward")."""
+        self.on_sample(self.state.iteration, phase)
+
+    def record(self, **fields: Any) -> None:
+        """A row of the workload's own findings (e.g. a census of what the GC
+        collected), written to the run's `records` table."""
+        self.on_record({"iteration": self.state.iteration, **fields})
+
+    def random_array(self, shape: int | tuple[int, ...]) -> np.ndarray:
+        """Standard-normal data of the experiment's dtype, made without a temporary copy."""
+        return self.rng.standard_normal(shape, dtype=np.dtype(self.params.get("dtype", "float64")))
+
+
+# Parameters most experiments share. `gc` is applied by the trial runner:
+# "off" disables the cyclic collector for the workload.
+GC_PARAM = Param("gc", str, "on", "cyclic garbage collector during the workload", choices=("on", "off"))
+SEED_PARAM = Param("seed", int, 0, "seed of the random arrays (repeat r uses seed + r)", minimum=0)
+DTYPE_PARAM = Param("dtype", str, "float64", "array dtype", choices=("float64", "float32"))

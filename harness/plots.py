@@ -1,0 +1,124 @@
+"""Plots of a run, drawn with matplotlib's Agg backend (no display needed).
+
+memory.png   numpy-domain bytes (top) and RSS (bottom) at each sample, a line
+             per variant (and per swept parameter value), GC collections
+             marked on the line where they fell. strongref climbs in a
+             staircase and drops where a collection frees its cycles;
+             weakref stays flat at one graph.
+summary.png  per trial, measured against the analytic model's expected bytes,
+             held at the end and at the peak.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from harness.experiment import Experiment  # noqa: E402
+
+MB = 1e6
+GC_MARKERS = {0: "v", 1: "s", 2: "D"}
+
+
+def _swept(experiment: Experiment, table: pd.DataFrame) -> list[str]:
+    names = [p.name for p in experiment.params if p.name in table]
+    return [n for n in names if table[n].nunique(dropna=False) > 1]
+
+
+def _label(row: pd.Series | dict[str, Any], swept: list[str]) -> str:
+    parts = [str(row["variant"])] + [f"{n}={row[n]}" for n in swept]
+    return ", ".join(parts)
+
+
+def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.DataFrame) -> Figure:
+    fig, (ax_numpy, ax_rss) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
+    swept = _swept(experiment, samples)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    marked_generations: set[int] = set()
+    for n, ((label, repeat), trial) in enumerate(
+        samples.groupby([samples.apply(lambda r: _label(r, swept), axis=1), "repeat"], sort=False)
+    ):
+        color = colors[list(dict.fromkeys(samples.apply(lambda r: _label(r, swept), axis=1))).index(label) % len(colors)]
+        line_label = label if repeat == 0 else None
+        alpha = 1.0 if repeat == 0 else 0.35
+        for ax, column in ((ax_numpy, "numpy_bytes"), (ax_rss, "rss_bytes")):
+            values = pd.to_numeric(trial[column], errors="coerce")
+            if values.notna().any():
+                ax.plot(trial["sample"], values / MB, marker=".", color=color, alpha=alpha, label=line_label)
+        # A collection during iteration i shows on the first sample taken in i.
+        events = gc_events[gc_events["trial"] == trial["trial"].iloc[0]] if len(gc_events) else gc_events
+        for generation, group in events.groupby("generation") if len(events) else []:
+            first_sample = trial.groupby("iteration")["sample"].min()
+            xs = [first_sample.get(i) for i in group["iteration"] if i in first_sample.index]
+            ys = trial.set_index("sample").loc[xs, "numpy_bytes"] / MB if xs else []
+            if len(xs) and pd.to_numeric(pd.Series(ys), errors="coerce").notna().any():
+                legend = f"GC collection, gen {generation}" if generation not in marked_generations else None
+                marked_generations.add(int(generation))
+                ax_numpy.scatter(xs, ys, marker=GC_MARKERS.get(int(generation), "o"), s=70,
+                                 facecolors="none", edgecolors="black", zorder=5, label=legend)
+    ax_numpy.set_ylabel("numpy array bytes (MB, tracemalloc)")
+    ax_rss.set_ylabel("RSS (MB, psutil)")
+    ax_rss.set_xlabel("sample (0 = start, then the end of each iteration)")
+    ax_numpy.set_title(f"{experiment.name}: {experiment.title}", fontsize=10)
+    ax_numpy.legend(fontsize=8, loc="upper left")
+    ax_numpy.grid(alpha=0.3)
+    ax_rss.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def summary_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    swept = _swept(experiment, summary)
+    rows = summary[summary["repeat"] == 0] if "repeat" in summary else summary
+    labels = [_label(row, swept) for _, row in rows.iterrows()]
+    positions = range(len(rows))
+    for ax, (measured, expected, title) in zip(
+        axes,
+        (
+            ("numpy_bytes_final", "expected_numpy_bytes_final", "held at the end"),
+            ("numpy_bytes_peak", "expected_numpy_bytes_peak", "peak"),
+        ),
+    ):
+        width = 0.4
+        ax.bar([p - width / 2 for p in positions], pd.to_numeric(rows[measured], errors="coerce") / MB,
+               width, label="measured")
+        ax.bar([p + width / 2 for p in positions], pd.to_numeric(rows[expected], errors="coerce") / MB,
+               width, label="expected (model)", alpha=0.6, hatch="//")
+        ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("numpy array bytes (MB)")
+        ax.set_title(f"{experiment.name}: array bytes {title}", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+    samples = tables["samples"]
+    if samples.empty:
+        return {}
+    return {
+        "memory": memory_figure(experiment, samples, tables["gc_events"]),
+        "summary": summary_figure(experiment, tables["summary"]),
+    }
+
+
+def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    from harness.results import write_atomic
+
+    written = []
+    for name, fig in figures(experiment, tables).items():
+        path = run_dir / f"{name}.png"
+        tmp = run_dir / f".{name}.png.tmp"
+        fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        tmp.replace(path)
+        written.append(path)
+    return written

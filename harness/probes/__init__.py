@@ -1,0 +1,27 @@
+"""The probes, by name. Each is one small module; see its docstring for what
+it sees and what it does not."""
+from __future__ import annotations
+
+from harness.probes.base import Probe, TrialState
+from harness.probes.census import CensusProbe
+from harness.probes.gc_events import GcProbe
+from harness.probes.rss import RssProbe, UssProbe
+from harness.probes.tracemalloc_probe import TracemallocProbe
+
+# Probes that take part at sample points, in the order they sample:
+# tracemalloc first, so its per-interval peak closes before the others run.
+SAMPLE_PROBES: dict[str, type[Probe]] = {
+    probe.name: probe for probe in (TracemallocProbe, RssProbe, UssProbe, CensusProbe, GcProbe)
+}
+# `sampled` wraps the whole workload instead (see harness.probes.sampled).
+SAMPLED = "sampled"
+PROBE_NAMES = (*SAMPLE_PROBES, SAMPLED)
+DEFAULT_PROBES = ("tracemalloc", "rss", "gc", "census", SAMPLED)
+
+PROBE_DESCRIPTIONS = {name: probe.description for name, probe in SAMPLE_PROBES.items()}
+PROBE_DESCRIPTIONS[SAMPLED] = (
+    "memory_profiler memory_usage RSS timeline over the workload (max_iterations=1), "
+    "for peaks between samples"
+)
+
+__all__ = ["DEFAULT_PROBES", "PROBE_NAMES", "Probe", "SAMPLE_PROBES", "SAMPLED", "TrialState"]

@@ -1,0 +1,119 @@
+"""Run directories on disk: created once, written atomically, read back.
+
+A run lives in `<out>/<experiment>/<run-id>/` with `samples.csv`,
+`gc_events.csv`, `timeline.csv`, `summary.csv`, `meta.json`, the plots, and
+`trials/` (each trial's raw event log). A run id is never reused: the
+directory is created with `mkdir`, which fails if it exists, so two runs
+started in the same second get different ids. Every file is written to a
+temporary name in the same directory and renamed into place, so a reader
+never sees half a file and a crash never replaces a whole one with a part.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UsageError
+
+TABLES = ("samples", "gc_events", "timeline", "records", "summary")
+
+
+def new_run_dir(out: Path, experiment: str) -> Path:
+    parent = Path(out) / experiment
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"output directory {out} is not a directory") from None
+    except PermissionError:
+        raise UsageError(f"output directory {out} is not writable") from None
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"output directory {parent} is not writable")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 10_000):
+        candidate = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except PermissionError:
+            raise UsageError(f"output directory {parent} is not writable") from None
+        (candidate / "trials").mkdir()
+        return candidate
+    raise UsageError(f"could not find a free run directory under {parent}")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    write_atomic(path, table.to_csv(index=False))
+
+
+@dataclass
+class StoredRun:
+    """A run read back from its directory."""
+
+    path: Path
+    meta: dict[str, Any]
+    samples: pd.DataFrame
+    gc_events: pd.DataFrame
+    timeline: pd.DataFrame
+    records: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "meta.json"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no meta.json)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is corrupt: {error}") from None
+    if not isinstance(meta, dict) or "experiment" not in meta:
+        raise UsageError(f"{path} is corrupt: not a run's metadata (no 'experiment')")
+    return meta
+
+
+def read_table(run_dir: Path, name: str) -> pd.DataFrame:
+    path = Path(run_dir) / f"{name}.csv"
+    if not path.is_file():
+        raise UsageError(f"{path} is missing")
+    if path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is corrupt: {str(error).splitlines()[0]}") from None
+
+
+def load_run(run_dir: Path | str) -> StoredRun:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is not a directory")
+    meta = read_meta(run_dir)
+    tables = {name: read_table(run_dir, name) for name in TABLES}
+    return StoredRun(run_dir, meta, **tables)

@@ -1,0 +1,315 @@
+"""The experiment runner: plans the trials, runs each in a fresh process,
+gathers their events into tables, and writes the run directory.
+
+A plan is the product of the chosen variants, every combination of swept
+parameter values (`--param size=1e3,1e4`), and the repeats. Trials run one
+at a time by default so their measurements do not compete for the machine;
+`jobs` runs that many at once.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from engine.variants import UnknownVariantError, get_variant
+from harness.errors import UsageError
+from harness.experiment import Experiment, Params
+from harness.meta import PROJECT_ROOT, collect_metadata
+from harness.probes import PROBE_NAMES
+from harness.registry import get_experiment
+from harness.tables import TrialOutcome, build_tables
+from harness.trial import TrialSpec
+
+DEFAULT_OUT = Path("results")
+
+
+@dataclass
+class RunConfig:
+    experiment: str
+    variants: Sequence[str] = ()
+    params: dict[str, Any] = field(default_factory=dict)  # name -> value or list of values
+    repeats: int = 1
+    jobs: int = 1
+    out: Path = DEFAULT_OUT
+    probes: Sequence[str] = ()
+    timeout_s: float | None = None
+    measure_overhead: bool = True
+    plots: bool = True
+    command: str = ""
+    # Allocator controls, so RSS shows freed memory: extra environment for
+    # the trial processes (e.g. MALLOC_MMAP_THRESHOLD_=65536 puts every array
+    # of 64 KiB or more in its own mapping, returned to the OS when freed),
+    # and malloc_trim(0) before each sample.
+    trial_env: dict[str, str] = field(default_factory=dict)
+    malloc_trim: bool = False
+
+
+@dataclass
+class Plan:
+    experiment: Experiment
+    variants: list[str]
+    param_sets: list[Params]
+    probes: list[str]
+    config: RunConfig
+
+    def specs(self, run_dir: Path) -> list[TrialSpec]:
+        specs = []
+        combos = itertools.product(self.param_sets, self.variants, range(self.config.repeats))
+        for n, (params, variant, repeat) in enumerate(combos):
+            label = "".join(c if c.isalnum() or c in "-_" else "_" for c in variant)[:40]
+            specs.append(
+                TrialSpec(
+                    trial=n,
+                    experiment=self.experiment.name,
+                    variant=variant,
+                    params=dict(params),
+                    repeat=repeat,
+                    seed=int(params.get("seed", 0)) + repeat,
+                    probes=list(self.probes),
+                    events_path=str(run_dir / "trials" / f"{n:04d}-{label}-r{repeat}.jsonl"),
+                    measure_overhead=self.config.measure_overhead,
+                    malloc_trim=self.config.malloc_trim,
+                )
+            )
+        return specs
+
+
+def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[str, list[Any]]:
+    """`KEY=VALUE` or `KEY=V1,V2,...` (a sweep) -> checked values by name."""
+    overrides: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
+        param = experiment.param(key.strip())
+        values = [param.parse(v.strip()) for v in text.split(",")]
+        if not text.strip() or any(v == "" for v in values):
+            raise UsageError(f"--param {key} needs a value")
+        overrides[param.name] = values
+    return overrides
+
+
+def make_plan(config: RunConfig) -> Plan:
+    experiment = get_experiment(config.experiment)
+    variants = list(config.variants) or list(experiment.variants)
+    for name in variants:
+        try:
+            variant = get_variant(name)
+        except UnknownVariantError as error:
+            raise UsageError(str(error)) from None
+        if not variant.available():
+            raise UsageError(f"variant {name!r} is not installed: {variant.install_hint}")
+    if len(set(variants)) != len(variants):
+        raise UsageError("a variant is named twice")
+    for name, count in (("--repeats", config.repeats), ("--jobs", config.jobs)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"{name} must be a whole number of at least 1, got {count!r}")
+    for key in config.trial_env:
+        if not key or "=" in key:
+            raise UsageError(f"--env takes KEY=VALUE, got a bad name {key!r}")
+    if config.timeout_s is not None and not config.timeout_s > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s!r}")
+    probes = list(config.probes) or list(experiment.probes)
+    for probe in probes:
+        if probe not in PROBE_NAMES:
+            raise UsageError(f"unknown probe {probe!r}; choose from: {', '.join(PROBE_NAMES)}")
+
+    values: dict[str, list[Any]] = {p.name: [p.default] for p in experiment.params}
+    for name, given in config.params.items():
+        param = experiment.param(name)
+        given_list = given if isinstance(given, (list, tuple)) else [given]
+        values[name] = [param.validate(v) for v in given_list]
+    names = list(values)
+    param_sets = [Params(zip(names, combo)) for combo in itertools.product(*values.values())]
+    return Plan(experiment, variants, param_sets, probes, config)
+
+
+def _read_events(path: Path, outcome: TrialOutcome) -> None:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut off by a kill: keep what came before
+            kind = event.pop("event", None)
+            if kind == "sample":
+                outcome.samples.append(event)
+            elif kind == "gc":
+                outcome.gc_events.append(event)
+            elif kind == "record":
+                outcome.records.append(event)
+            elif kind == "timeline":
+                outcome.timeline.extend(event["points"])
+            elif kind == "start":
+                outcome.start = event
+            elif kind == "result":
+                outcome.result = event
+            elif kind == "error":
+                outcome.status, outcome.error = "failed", event["error"]
+
+
+def _trial_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    # The trial imports this checkout's packages even when it is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def execute_trial(spec: TrialSpec, timeout_s: float | None, env: dict[str, str]) -> TrialOutcome:
+    """Run one trial in a fresh interpreter and read back what it recorded."""
+    outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params)
+    events_path = Path(spec.events_path)
+    log_path = events_path.with_suffix(".log")
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness.trial"],
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            env=_trial_env(env), text=True,
+        )
+        try:
+            process.communicate(json.dumps(asdict(spec)), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            outcome.status, outcome.error = "timeout", f"exceeded --timeout {timeout_s:g} s"
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    _read_events(events_path, outcome)
+    if outcome.status == "ok" and process.returncode != 0:
+        if process.returncode < 0:
+            outcome.status = "killed"
+            outcome.error = f"killed by signal {-process.returncode}"
+            if -process.returncode == 9:
+                outcome.error += " (SIGKILL: out of memory, or killed from outside)"
+        else:
+            outcome.status = "failed"
+            outcome.error = outcome.error or _last_line(log_path) or f"exit status {process.returncode}"
+    if outcome.status == "ok" and not outcome.result:
+        outcome.status, outcome.error = "failed", "trial ended without a result"
+    return outcome
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def run_trials(
+    specs: list[TrialSpec], config: RunConfig, progress: Callable[[TrialOutcome], None]
+) -> list[TrialOutcome]:
+    outcomes: dict[int, TrialOutcome] = {}
+    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        futures = [pool.submit(execute_trial, spec, config.timeout_s, config.trial_env) for spec in specs]
+        for future in futures:
+            outcome = future.result()
+            outcomes[outcome.trial] = outcome
+            progress(outcome)
+    return [outcomes[spec.trial] for spec in specs]
+
+
+def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    config = plan.config
+    return {
+        "experiment": plan.experiment.name,
+        "run_id": run_dir.name,
+        "command": config.command or " ".join(sys.argv),
+        "variants": plan.variants,
+        "params": {k: (v if isinstance(v, list) else v) for k, v in _param_values(plan).items()},
+        "repeats": config.repeats,
+        "jobs": config.jobs,
+        "probes": plan.probes,
+        "timeout_s": config.timeout_s,
+        "trial_env": dict(config.trial_env),
+        "malloc_trim": config.malloc_trim,
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished": None,
+        **collect_metadata(),
+    }
+
+
+def _param_values(plan: Plan) -> dict[str, Any]:
+    values: dict[str, list[Any]] = {}
+    for params in plan.param_sets:
+        for name, value in params.items():
+            values.setdefault(name, [])
+            if value not in values[name]:
+                values[name].append(value)
+    return {name: vals[0] if len(vals) == 1 else vals for name, vals in values.items()}
+
+
+def progress_bar(total: int, label: str) -> tuple[Callable[[TrialOutcome], None], Callable[[], None]]:
+    bar = tqdm(total=total, desc=label, unit="trial", file=sys.stderr, leave=False, disable=None)
+
+    def advance(outcome: TrialOutcome) -> None:
+        bar.set_postfix_str(f"{outcome.variant} r{outcome.repeat}: {outcome.status}")
+        bar.update(1)
+
+    return advance, bar.close
+
+
+@dataclass
+class RunResult:
+    """A finished run: where it was written, its metadata, tables and checks."""
+
+    path: Path
+    meta: dict[str, Any]
+    tables: dict[str, Any]
+    checks: list[Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.meta["status"] == "ok" and all(check.passed for check in self.checks)
+
+
+def run_experiment(config: RunConfig, show_progress: bool = True) -> RunResult:
+    from harness.check import check_summary
+    from harness.plots import write_plots
+    from harness.results import new_run_dir, write_json, write_table
+
+    plan = make_plan(config)
+    run_dir = new_run_dir(Path(config.out), plan.experiment.name)
+    meta = start_meta(plan, run_dir)
+    write_json(run_dir / "meta.json", meta)
+    specs = plan.specs(run_dir)
+    if show_progress:
+        advance, close = progress_bar(len(specs), plan.experiment.name)
+    else:
+        advance, close = (lambda outcome: None), (lambda: None)
+    try:
+        outcomes = run_trials(specs, config, advance)
+    finally:
+        close()
+
+    tables = build_tables(plan.experiment, outcomes)
+    for name, table in tables.items():
+        write_table(run_dir / f"{name}.csv", table)
+    checks = check_summary(plan.experiment, tables["summary"])
+    failed = [o for o in outcomes if o.status != "ok"]
+    meta.update(
+        status="failed" if failed else "ok",
+        failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error} for o in failed],
+        checks_passed=sum(c.passed for c in checks),
+        checks_failed=sum(not c.passed for c in checks),
+        trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    if config.plots:
+        meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables)]
+    write_json(run_dir / "meta.json", meta)
+    return RunResult(run_dir, meta, tables, checks)

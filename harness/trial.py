@@ -1,0 +1,201 @@
+"""One trial: one (experiment, variant, parameters, repeat), measured in a
+fresh Python process so no other trial's heap, allocator or GC state can
+leak into its numbers.
+
+The parent (`harness.runner`) starts `python -m harness.trial` with the
+`TrialSpec` as JSON on stdin. The trial appends one JSON line per event to
+`events_path`, flushed as it goes, so whatever it measured survives if it is
+killed: `sample` (one row of probe readings), `gc` (one collection),
+`timeline` (memory_profiler's points), then `result` or `error`.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import IO, Any, Callable
+
+import numpy as np
+
+from engine.variants import get_variant
+from harness.experiment import Params, Workbench
+from harness.probes import SAMPLE_PROBES, SAMPLED, TrialState
+from harness.probes.sampled import run_sampled
+
+SAMPLED_INTERVAL_S = 0.005
+
+
+@dataclass
+class TrialSpec:
+    trial: int
+    experiment: str
+    variant: str
+    params: dict[str, Any]
+    repeat: int
+    seed: int
+    probes: list[str]
+    events_path: str
+    measure_overhead: bool = True
+    malloc_trim: bool = False
+
+
+class EventLog:
+    """JSON lines, one per event, flushed at once."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
+        self._stream.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def malloc_trimmer() -> Callable[[], None]:
+    """glibc keeps freed heap memory for reuse, so RSS does not fall when
+    arrays below the mmap threshold are freed; malloc_trim(0) hands it back
+    before each sample, so RSS shows what is live."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        raise RuntimeError("--malloc-trim needs glibc (malloc_trim); this platform has none") from None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: EventLog | None) -> dict[str, Any]:
+    """Run the workload once with the given probes; return timings and probe results."""
+    from harness.registry import get_experiment
+
+    experiment = get_experiment(spec.experiment)
+    params = Params(spec.params)
+    state = TrialState(engine)
+    probes = [SAMPLE_PROBES[name]() for name in SAMPLE_PROBES if name in probe_names]
+    result: dict[str, Any] = {}
+    clock = {"t0": 0.0}
+
+    def on_sample(iteration: int, phase: str) -> None:
+        # Paused collector: a probe cannot trigger a collection, and what it
+        # allocates it frees, so gen-0's count is as the workload left it.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if trim_heap is not None:
+                trim_heap()
+            row: dict[str, Any] = {"iteration": iteration, "phase": phase,
+                                   "t_s": time.perf_counter() - clock["t0"]}
+            for probe in probes:
+                probe.sample(row)
+            if log is not None:
+                log.emit("sample", **row)
+                for gc_event in state.events:
+                    log.emit("gc", **gc_event)
+            state.events.clear()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def on_record(row: dict[str, Any]) -> None:
+        if log is not None:
+            log.emit("record", **row)
+
+    trim_heap = malloc_trimmer() if spec.malloc_trim else None
+    bench = Workbench(engine, params, np.random.default_rng(spec.seed), state, on_sample, on_record)
+
+    def workload() -> float:
+        for probe in probes:
+            probe.start(state)
+        # A known GC state: nothing pending, the harness's objects frozen
+        # out of the generations the workload's collections scan, gen-0's
+        # count at zero. The collection made here is not the workload's.
+        gc.collect()
+        gc.freeze()
+        state.events.clear()
+        if params.get("gc") == "off":
+            gc.disable()
+        try:
+            clock["t0"] = time.perf_counter()
+            on_sample(-1, "start")
+            with engine.configured():
+                experiment.workload(bench)
+            return time.perf_counter() - clock["t0"]
+        finally:
+            gc.enable()
+            for probe in probes:
+                probe.stop(result)
+            if log is not None:  # collections after the last sample point
+                for gc_event in state.events:
+                    log.emit("gc", **gc_event)
+            gc.unfreeze()
+
+    if SAMPLED in probe_names:
+        timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S)
+        if log is not None:
+            log.emit("timeline", points=timeline)
+    else:
+        seconds = workload()
+    result["workload_seconds"] = seconds
+    return result
+
+
+def _probe_overhead(spec: TrialSpec, engine: Any, measured_seconds: float) -> dict[str, float]:
+    """Workload time with no probe and with each probe alone, as ratios to no probe.
+
+    Repeated (median) when the workload is short; once when it is long, so
+    the measurement of cost does not dominate the run.
+    """
+    repeats = 5 if measured_seconds < 0.5 else 1
+
+    def timed(probe_names: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            times.append(_run_workload(spec, engine, probe_names, log=None)["workload_seconds"])
+            gc.collect()
+        return statistics.median(times)
+
+    bare = timed([])
+    overhead = {"bare_workload_seconds": bare}
+    for name in spec.probes:
+        overhead[f"overhead_{name}"] = timed([name]) / bare if bare > 0 else float("nan")
+    return overhead
+
+
+def run_trial(spec: TrialSpec, log: EventLog) -> dict[str, Any]:
+    engine = get_variant(spec.variant).load()
+    log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0])
+    result = _run_workload(spec, engine, spec.probes, log)
+    if spec.measure_overhead:
+        result.update(_probe_overhead(spec, engine, result["workload_seconds"]))
+    return result
+
+
+def main() -> int:
+    spec = TrialSpec(**json.load(sys.stdin))
+    with open(spec.events_path, "a", encoding="utf-8") as stream:
+        log = EventLog(stream)
+        try:
+            result = run_trial(spec, log)
+        except BaseException as error:  # recorded, then reported by exit status
+            log.emit(
+                "error",
+                error=f"{type(error).__name__}: {error}".strip(),
+                traceback=traceback.format_exc(),
+            )
+            return 1
+        log.emit("result", **result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
