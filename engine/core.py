@@ -161,7 +161,12 @@ class Variable:
 
         while candidates:
             f = heapq.heappop(candidates)[2]
-            gys = [output().grad for output in f.outputs]
+            # Fix (not in the seeds): with weak outputs, an output of a
+            # multi-output Function that the user already dropped is dead
+            # (output() is None); it got no grad, so it passes None, as a live
+            # output that received no grad does, instead of raising AttributeError.
+            outputs = [output() for output in f.outputs]
+            gys = [None if y is None else y.grad for y in outputs]
             gxs = f.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
@@ -174,8 +179,9 @@ class Variable:
                     add_func(x.creator)
 
             if free_grads:
-                for y in f.outputs:
-                    y().grad = None
+                for y in outputs:
+                    if y is not None:
+                        y.grad = None
 
     # Operators (step 20-22). The functions they call are defined below in
     # this module and looked up when the operator runs.

@@ -104,6 +104,41 @@ def test_a_variable_made_under_no_grad_is_a_leaf_for_later_graphs():
     assert x.grad is None  # nothing was recorded between x and y
 
 
+class Split(engine.Function):
+    """Two outputs: the first element and the rest. An output that received no
+    grad arrives in backward as None (treated as zeros here)."""
+
+    def forward(self, x):
+        return x[:1].copy(), x[1:].copy()
+
+    def backward(self, g_head, g_tail):
+        x = self.inputs[0].data
+        g_head = np.zeros_like(x[:1]) if g_head is None else g_head
+        g_tail = np.zeros_like(x[1:]) if g_tail is None else g_tail
+        return np.concatenate([g_head, g_tail])
+
+
+def test_function_with_several_outputs():
+    x = Variable(np.array([5.0, 2.0]))
+    head, tail = Split()(x)  # shapes (1,) and (1,): no broadcasting in the sum below
+    assert head.creator is tail.creator and head.generation == tail.generation == 1
+    y = add(square(head), mul(tail, 3.0))
+    y.backward()
+    assert np.array_equal(x.grad, [10.0, 3.0])
+
+
+@pytest.mark.parametrize("drop_unused_output", [False, True])
+def test_backward_from_one_output_while_the_other_is_unused_or_dropped(drop_unused_output):
+    # With weak outputs a dropped output is a dead weakref by the time backward
+    # runs; it passes no grad, like a live output that nobody used.
+    x = Variable(np.array([1.0, 2.0, 3.0]))
+    head, tail = Split()(x)
+    if drop_unused_output:
+        del tail
+    head.backward()
+    assert np.array_equal(x.grad, [1.0, 0.0, 0.0])
+
+
 # --- Config, using_config, no_grad -------------------------------------------
 
 
