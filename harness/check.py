@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.experiment import Expectation, Experiment, Params
+from harness.experiment import Expectation, Experiment, Params, Ref
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _measured(expectation: Expectation, record: dict[str, Any]) -> bool:
+    columns = [expectation.metric]
+    if isinstance(expectation.expected, Ref):
+        columns.append(expectation.expected.column)
+    return all(not pd.isna(record.get(column)) for column in columns)
+
+
 def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckResult]:
     """Evaluate the expectations of every trial that completed."""
     param_names = [p.name for p in experiment.params]
@@ -61,6 +68,8 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
         params = Params({name: _native(row[name]) for name in param_names})
         record = {key: _native(value) for key, value in row.items()}
         for expectation in experiment.expectations(str(row["variant"]), params):
+            if not _measured(expectation, record):
+                continue  # its probe was off in this run: nothing to judge
             results.append(
                 CheckResult(
                     trial=int(row["trial"]),
