@@ -1,0 +1,145 @@
+"""Committed baselines: each experiment's summary at CI-sized parameters.
+
+`results/baselines/<experiment>/` holds the `summary.csv` and `meta.json`
+of one run made with the parameters and probes in `CI_SIZES`: small enough
+for CI (seconds), GC off so every numpy-domain byte and GC count is exact,
+no sampled probe and no overhead measurement (they cost time and judge
+nothing exact). They are refreshed only on purpose, after a change that is
+meant to change memory behaviour:
+
+    python -m harness.baselines refresh [EXPERIMENT ...]   # rewrite them
+    python -m harness.baselines check   [EXPERIMENT ...]   # fresh run vs baseline, as CI does
+    python -m harness.baselines list                        # what is covered
+
+A run whose trials failed, or whose expectations (`harness check`) fail, is
+refused as a baseline: a baseline must describe an engine that works.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.errors import UsageError
+from harness.meta import PROJECT_ROOT
+from harness.results import write_atomic, write_json
+
+BASELINES_DIR = PROJECT_ROOT / "results" / "baselines"
+CI_PROBES = ("tracemalloc", "rss", "gc", "census")
+
+
+@dataclass(frozen=True)
+class CiSize:
+    """The parameters an experiment's baseline is made with (the rest keep their defaults)."""
+
+    params: dict[str, Any]
+    probes: tuple[str, ...] = CI_PROBES
+    variants: tuple[str, ...] = ()  # the experiment's own when empty
+    trial_env: dict[str, str] = field(default_factory=dict)
+
+
+CI_SIZES: dict[str, CiSize] = {
+    # 20 graphs of 4 x 80,000 bytes: strongref ends at 6.4 MB, weakref at 320 kB.
+    "exp17": CiSize({"gc": "off", "iterations": 20}),
+}
+
+
+def covered() -> tuple[list[str], list[str]]:
+    """(experiments with a CI size, registered experiments without one)."""
+    from harness.registry import all_experiments
+
+    names = list(all_experiments())
+    return [n for n in names if n in CI_SIZES], [n for n in names if n not in CI_SIZES]
+
+
+def _chosen(names: Sequence[str]) -> list[str]:
+    with_size, without = covered()
+    if not names:
+        return with_size
+    for name in names:
+        if name in without:
+            raise UsageError(f"experiment {name!r} has no CI size; add one to CI_SIZES in harness/baselines.py")
+        if name not in with_size:
+            raise UsageError(f"unknown experiment {name!r}; experiments with a baseline: {', '.join(with_size)}")
+    return list(names)
+
+
+def run_ci_size(experiment: str, out: Path) -> Any:
+    """Run one experiment at its CI size into `out`; returns the runner's RunResult."""
+    from harness.runner import RunConfig, run_experiment
+
+    size = CI_SIZES[experiment]
+    config = RunConfig(
+        experiment=experiment, variants=list(size.variants), params=dict(size.params),
+        probes=list(size.probes), measure_overhead=False, plots=False, out=out,
+        trial_env=dict(size.trial_env), command=f"python -m harness.baselines (CI size of {experiment})",
+    )
+    return run_experiment(config, show_progress=False)
+
+
+def baseline_dir(experiment: str, root: Path = BASELINES_DIR) -> Path:
+    return Path(root) / experiment
+
+
+def refresh(experiment: str, root: Path = BASELINES_DIR) -> Path:
+    """Run at CI size and write the baseline; refuse a run that failed or fails its checks."""
+    with tempfile.TemporaryDirectory(prefix="baseline-") as scratch:
+        result = run_ci_size(experiment, Path(scratch))
+        if not result.ok:
+            failed = [c.line() for c in result.checks if not c.passed]
+            failed += [f"trial {t['trial']} {t['variant']} {t['status']}: {t['error']}"
+                       for t in result.meta.get("failed_trials", [])]
+            raise UsageError(f"{experiment}: the run is not a healthy baseline, not written: {'; '.join(failed)}")
+        target = baseline_dir(experiment, root)
+        target.mkdir(parents=True, exist_ok=True)
+        meta = dict(result.meta)
+        meta["baseline"] = {"refreshed_by": "python -m harness.baselines refresh", "ci_size": CI_SIZES[experiment].params}
+        # Paths of the scratch run mean nothing once it is gone.
+        meta.pop("executable", None)
+        write_atomic(target / "summary.csv", (result.path / "summary.csv").read_text(encoding="utf-8"))
+        write_json(target / "meta.json", meta)
+    return target
+
+
+def check(experiment: str, root: Path = BASELINES_DIR, tolerance: float | None = None) -> int:
+    """Run at CI size and compare with the committed baseline; the compare exit code."""
+    from harness.compare import compare, report
+
+    with tempfile.TemporaryDirectory(prefix="baseline-check-") as scratch:
+        result = run_ci_size(experiment, Path(scratch))
+        comparison = compare(baseline_dir(experiment, root), result.path, tolerance)
+        print(report(comparison))
+        return comparison.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.baselines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("refresh", "check", "list"))
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="default: every one with a CI size")
+    parser.add_argument("--dir", type=Path, default=BASELINES_DIR, help=f"baselines root (default {BASELINES_DIR})")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "list":
+            with_size, without = covered()
+            for name in with_size:
+                print(f"{name}  {CI_SIZES[name].params}  {baseline_dir(name, args.dir)}")
+            for name in without:
+                print(f"{name}  no CI size (not covered)")
+            return 0
+        worst = 0
+        for name in _chosen(args.experiments):
+            if args.action == "refresh":
+                print(f"{name}: baseline written to {refresh(name, args.dir)}")
+            else:
+                worst = max(worst, check(name, args.dir))
+        return worst
+    except UsageError as error:
+        print(f"harness.baselines: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
