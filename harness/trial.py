@@ -116,20 +116,39 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
     def workload() -> float:
         for probe in probes:
             probe.start(state)
+        # A first reading fills whatever a probe caches on first use (psutil
+        # does); the start sample is the baseline. Both come before the
+        # collection below, so neither is counted against the workload.
+        warm_up: dict[str, Any] = {}
+        for probe in probes:
+            probe.sample(warm_up)
+        clock["t0"] = time.perf_counter()
+        on_sample(-1, "start")
         # A known GC state: nothing pending, the harness's objects frozen
         # out of the generations the workload's collections scan, gen-0's
-        # count at zero. The collection made here is not the workload's.
+        # count at zero whatever the probes did. This collection is not the
+        # workload's, so it is not recorded.
         gc.collect()
         gc.freeze()
+        # The collection untracked some objects the probes and the event log
+        # replace on their next use; freeing an untracked object does not
+        # lower gen-0's count, so that first use would leave it higher by a
+        # probe-dependent few. One more reading and encoding absorbs it, and
+        # a young collection sets the count to zero for every probe set.
+        settle: dict[str, Any] = {"iteration": -1, "phase": "settle"}
+        for probe in probes:
+            probe.sample(settle)
+        json.dumps(settle, default=_jsonable)
+        del settle
+        gc.collect(0)
         state.events.clear()
         if params.get("gc") == "off":
             gc.disable()
         try:
-            clock["t0"] = time.perf_counter()
-            on_sample(-1, "start")
+            started = time.perf_counter()
             with engine.configured():
                 experiment.workload(bench)
-            return time.perf_counter() - clock["t0"]
+            return time.perf_counter() - started
         finally:
             gc.enable()
             for probe in probes:

@@ -1,0 +1,53 @@
+"""The Python API returns the tables and figures a notebook needs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+import harness
+from harness.errors import UsageError
+
+
+def test_run_returns_dataframes_figures_and_can_be_loaded_back(tmp_path: Path) -> None:
+    run = harness.run("exp17", params={"iterations": 3, "gc": "off"}, out=tmp_path,
+                      measure_overhead=False, progress=False, probes=["tracemalloc", "gc", "census"])
+    summary = run.summary.set_index("variant")
+    assert summary.loc["strongref", "numpy_bytes_final"] == 3 * 320_000
+    assert summary.loc["weakref", "numpy_bytes_final"] == 320_000
+    assert len(run.samples) == 3 * (1 + 3)  # a start sample and three iteration ends per variant
+    assert all(check.passed for check in run.checks())
+    figures = run.figures()
+    assert set(figures) == {"memory", "summary"} and all(isinstance(f, Figure) for f in figures.values())
+    loaded = harness.load(run.path)
+    assert list(loaded.summary.numpy_bytes_final) == list(run.summary.numpy_bytes_final)
+
+
+def test_a_list_value_sweeps_a_parameter(tmp_path: Path) -> None:
+    run = harness.run("exp17", variants=["weakref"], params={"size": [1000, 2000], "iterations": 2},
+                      out=tmp_path, measure_overhead=False, plots=False, progress=False,
+                      probes=["tracemalloc"])
+    assert list(run.summary["size"]) == [1000, 2000]
+    assert list(run.summary["numpy_bytes_final"]) == [4 * 8_000, 4 * 16_000]
+
+
+def test_repeats_use_recorded_distinct_seeds_and_give_identical_bytes(tmp_path: Path) -> None:
+    run = harness.run("exp17", variants=["strongref"], params={"iterations": 2, "gc": "off"}, repeats=2,
+                      out=tmp_path, measure_overhead=False, plots=False, progress=False,
+                      probes=["tracemalloc"])
+    assert list(run.summary["repeat"]) == [0, 1]
+    assert run.summary["numpy_bytes_final"].nunique() == 1
+
+
+def test_overhead_of_each_probe_is_reported(tmp_path: Path) -> None:
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": 3}, out=tmp_path,
+                      plots=False, progress=False, probes=["tracemalloc", "rss"])
+    row = run.summary.iloc[0]
+    assert row["bare_workload_seconds"] > 0
+    assert row["overhead_tracemalloc"] > 0 and row["overhead_rss"] > 0
+
+
+def test_bad_parameter_value_raises_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="must be at least 1"):
+        harness.run("exp17", params={"iterations": 0}, out=tmp_path, progress=False)
