@@ -20,6 +20,7 @@ def test_counts_array_buffers_exactly_and_ignores_python_objects() -> None:
         del a
         assert tracer.read() == (80_000, 160_000)
         del b, junk
+        assert tracer.read() == (0, 80_000)  # b was alive when the interval began
         assert tracer.read() == (0, 0)
     finally:
         tracer.stop()
