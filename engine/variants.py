@@ -9,17 +9,28 @@ To add one of your own, register it before the run starts:
 
     from engine.variants import Variant, register
     register(Variant("mine", "my notebook", "step 17 with ...", load=my_loader))
+
+or, without registering anything, name a file or module with the DeZero
+names: `file:path/to/my_engine.py`, `module:package.module` (see
+`engine.adapters.plugin`). External engines (PyTorch, the official DeZero)
+are registered here as optional extras: `available()` says whether they are
+installed and `install_hint` how to install them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
+from engine.adapters import dezero_official, plugin, torch_engine
 from engine.interface import DezeroStyleEngine, EngineAPI
 
 
 class UnknownVariantError(ValueError):
     pass
+
+
+class BadPluginError(UnknownVariantError):
+    """A `file:` or `module:` variant that cannot be used (missing, fails to import, lacks a name)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,75 @@ for _variant in (
     register(_variant)
 
 
+def _torch(name: str, grad_enabled: bool) -> Callable[[], EngineAPI]:
+    def load() -> EngineAPI:
+        return torch_engine.TorchEngine(name, grad_enabled=grad_enabled)
+
+    return load
+
+
+def _official(name: str, can_backward: bool = True, **settings: object) -> Callable[[], EngineAPI]:
+    def load() -> EngineAPI:
+        return DezeroStyleEngine(dezero_official.load_core_simple(), name, settings, can_backward=can_backward)
+
+    return load
+
+
+for _variant in (
+    Variant(
+        "torch",
+        "PyTorch 2.13.0 CPU",
+        "autograd on: requires_grad leaf sharing the numpy buffer (from_numpy), one thread; "
+        "graphs freed by reference counting; grads kept on leaves only",
+        _torch("torch", grad_enabled=True),
+        install_hint=torch_engine.INSTALL_HINT,
+        available=torch_engine.torch_available,
+    ),
+    Variant(
+        "torch_no_grad",
+        "PyTorch 2.13.0 CPU",
+        "inside torch.no_grad(): no graph recorded; no backward pass",
+        _torch("torch_no_grad", grad_enabled=False),
+        install_hint=torch_engine.INSTALL_HINT,
+        available=torch_engine.torch_available,
+    ),
+    Variant(
+        "dezero_official",
+        "official DeZero 0.0.13",
+        "dezero/core_simple.py (steps 23-32): weakref outputs, backward frees intermediate "
+        "grads unless retain_grad=True",
+        _official("dezero_official"),
+        install_hint=dezero_official.INSTALL_HINT,
+        available=dezero_official.dezero_available,
+    ),
+    Variant(
+        "dezero_official_no_grad",
+        "official DeZero 0.0.13",
+        "core_simple with Config.enable_backprop=False: no graph recorded; no backward pass",
+        _official("dezero_official_no_grad", can_backward=False, enable_backprop=False),
+        install_hint=dezero_official.INSTALL_HINT,
+        available=dezero_official.dezero_available,
+    ),
+):
+    register(_variant)
+
+
+def plugin_variant(name: str) -> Variant:
+    """The variant for `file:PATH.py` or `module:NAME`, its engine imported and checked now,
+    so a bad file is reported before any trial starts."""
+    try:
+        module = plugin.load_plugin(name)
+    except plugin.PluginError as error:
+        raise BadPluginError(str(error)) from None
+    where = getattr(module, "__file__", None) or name
+    return Variant(
+        name,
+        "user engine",
+        f"DeZero names from {where}",
+        lambda: DezeroStyleEngine(module, name),
+    )
+
+
 def variant_names() -> list[str]:
     return list(_REGISTRY)
 
@@ -91,9 +171,12 @@ def all_variants() -> list[Variant]:
 
 
 def get_variant(name: str) -> Variant:
+    if plugin.is_plugin(name):
+        return plugin_variant(name)
     try:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownVariantError(
-            f"unknown variant {name!r}; choose from: {', '.join(_REGISTRY)}"
+            f"unknown variant {name!r}; choose from: {', '.join(_REGISTRY)}, "
+            "or a user engine as file:PATH.py or module:NAME"
         ) from None

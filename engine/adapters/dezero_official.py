@@ -1,0 +1,81 @@
+"""The official DeZero (`dezero==0.0.13` from PyPI) behind `EngineAPI`.
+
+The package cannot be imported on numpy 2: `dezero/__init__.py` imports every
+submodule, and `transforms.py` (and `datasets.py`) use `np.int`, which numpy
+2 removed; `datasets.py` also imports matplotlib, which the package does not
+declare. `dezero/core.py` cannot be loaded alone either: its first lines are
+`import dezero`, which runs that same `__init__`, and its methods reach into
+`dezero.functions` and `dezero.cuda`.
+
+`dezero/core_simple.py` -- the book's steps 23-32 core: Config, weakref
+outputs, `backward(retain_grad=False)` freeing intermediate grads, `no_grad`,
+add/mul/neg/sub/div/pow -- imports only weakref, numpy and contextlib. So it
+is loaded by file path (found with `importlib.util.find_spec`, which locates
+the package without running its `__init__`), the installed files untouched.
+Two things the package's `__init__` or other modules would do are done here:
+`setup_variable()` installs the operators on Variable, and `square` and `exp`,
+which live in `dezero/functions.py` (not loadable, see above), are added as
+the book defines them for this core (steps 9-22), on the official `Function`.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+INSTALL_HINT = "pip install -e .[compare]   (or exactly: pip install dezero==0.0.13)"
+MODULE_NAME = "dezero_core_simple"
+
+
+def core_simple_path() -> Path | None:
+    """Where the installed `dezero/core_simple.py` is, without importing the package."""
+    spec = importlib.util.find_spec("dezero")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "core_simple.py"
+    return path if path.is_file() else None
+
+
+def dezero_available() -> bool:
+    return core_simple_path() is not None
+
+
+@functools.cache
+def load_core_simple() -> ModuleType:
+    """The official `core_simple` module, operators installed, with the book's `square` and `exp`.
+
+    One module per process, so every caller sees the same `Variable` class."""
+    path = core_simple_path()
+    if path is None:
+        raise ModuleNotFoundError(f"the official DeZero is not installed; {INSTALL_HINT}")
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.setup_variable()
+    _add_book_functions(module)
+    return module
+
+
+def _add_book_functions(module: ModuleType) -> None:
+    class Square(module.Function):
+        def forward(self, x):
+            return x**2
+
+        def backward(self, gy):
+            x = self.inputs[0].data
+            return 2 * x * gy
+
+    class Exp(module.Function):
+        def forward(self, x):
+            return np.exp(x)
+
+        def backward(self, gy):
+            x = self.inputs[0].data
+            return np.exp(x) * gy
+
+    module.Square, module.Exp = Square, Exp
+    module.square = lambda x: Square()(x)
+    module.exp = lambda x: Exp()(x)
