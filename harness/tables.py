@@ -57,6 +57,8 @@ SUMMARY_COLUMNS = {
     "peak_measured_over_expected": "numpy_bytes_peak / expected_numpy_bytes_peak",
     "workload_seconds": "the measured workload's time, probes included",
     "bare_workload_seconds": "the workload's time with no probe (median of repeats)",
+    "overhead_all_probes": "workload_seconds / bare_workload_seconds: what measuring cost",
+    # and overhead_<probe>: the workload's time with that probe alone / with none
 }
 
 
@@ -169,11 +171,12 @@ def summarize(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
 
     row["workload_seconds"] = outcome.result.get("workload_seconds")
     row["bare_workload_seconds"] = outcome.result.get("bare_workload_seconds")
+    row["overhead_all_probes"] = _ratio(row["workload_seconds"], row["bare_workload_seconds"])
     row.update({k: v for k, v in outcome.result.items() if k.startswith("overhead_")})
     return row
 
 
-def _ratio(measured: int | None, expected: int | None) -> float | None:
+def _ratio(measured: float | None, expected: float | None) -> float | None:
     if measured is None or not expected:
         return None
     return measured / expected
