@@ -316,7 +316,7 @@ def _change(row: Row) -> str:
     b, c = row.baseline, row.current
     if not all(isinstance(v, (int, float)) and not _missing(v) for v in (b, c)):
         return ""
-    relative = f"{(c - b) / b:+.1%}" if b else ("+inf%" if c else "+0.0%")
+    relative = f"{(c - b) / b:+.1%}" if b else ("from 0" if c else "+0.0%")
     if row.kind == TIME:
         return relative
     difference = c - b
