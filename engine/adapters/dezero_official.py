@@ -26,7 +26,7 @@ from types import ModuleType
 
 import numpy as np
 
-INSTALL_HINT = "pip install -e .[compare]   (or exactly: pip install dezero==0.0.13)"
+INSTALL_HINT = "pip install dezero==0.0.13 (every compared engine: pip install -e .[compare])"
 MODULE_NAME = "dezero_core_simple"
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine.interface import BackwardUnavailable
 
-INSTALL_HINT = "pip install -e .[compare]   (or exactly: pip install torch==2.13.0)"
+INSTALL_HINT = "pip install torch==2.13.0 (every compared engine: pip install -e .[compare])"
 
 
 def torch_available() -> bool:
