@@ -162,7 +162,7 @@ def comparability(baseline: ComparedRun, current: ComparedRun) -> tuple[list[str
     machine_keys = {
         "platform": lambda m: m.get("platform"),
         "machine": lambda m: m.get("machine"),
-        "numpy": lambda m: (m.get("versions") or {}).get("numpy"),
+        "package versions": lambda m: m.get("versions"),  # all imported by every trial
         "allocator environment": lambda m: m.get("allocator_env"),
         "trial environment": lambda m: m.get("trial_env"),
         "malloc_trim": lambda m: m.get("malloc_trim"),
@@ -256,14 +256,14 @@ def compare(baseline: Path | str, current: Path | str, tolerance: float | None =
         raise NotComparable(f"{base.path} and {cur.path} are not comparable: " + "; ".join(problems))
 
     result = Comparison(base, cur, tolerance, warnings=warnings)
-    varying = {name for name in base.param_names + cur.param_names
-               if len({dict(k).get(name) for k in matched}) > 1}
+    # Trials are labelled by variant and the parameters either run swept.
+    varying = {name for run in (base, cur) for name, value in run.meta["params"].items() if isinstance(value, list)}
     for key in base_groups:
         if key not in cur_groups:
-            result.warnings.append(f"baseline trial {_label(key, set(dict(key)) - {'variant'})} is not in the current run")
+            result.warnings.append(f"baseline trial {_label(key, varying)} is not in the current run")
     for key in cur_groups:
         if key not in base_groups:
-            result.warnings.append(f"current trial {_label(key, set(dict(key)) - {'variant'})} is not in the baseline")
+            result.warnings.append(f"current trial {_label(key, varying)} is not in the baseline")
     for key in matched:
         result.rows.extend(_compare_trial(key, base_groups[key], cur_groups[key], _label(key, varying),
                                           tolerance, rss_judged, result.warnings))
