@@ -4,15 +4,32 @@ Each expectation is the analytic model's statement about one trial's
 summary row: exact equality where the measurement is exact (tracemalloc's
 numpy domain, with the GC off or a variant freed by reference counting),
 stated inequalities where the GC schedule decides.
+
+Some claims are about trials side by side rather than one trial alone, and
+an experiment states them as `comparisons`:
+
+- `Ordering`: one variant against another at the same parameters
+  ("with the GC on, strongref's peak is above weakref's");
+- `Trend`: one metric along a swept parameter ("strongref's collections do
+  not change with the array size; its peak is proportional to it").
+
+A comparison whose trials are not in the run (a variant not chosen, a
+parameter not swept) is not judged.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import operator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
 from harness.experiment import Expectation, Experiment, Params, Ref
+
+RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, "<=": operator.le, "==": operator.eq, ">=": operator.ge, ">": operator.gt,
+}
 
 
 @dataclass(frozen=True)
@@ -34,11 +51,70 @@ class CheckResult:
         )
 
 
+@dataclass(frozen=True)
+class Ordering:
+    """`metric` of the trials selected by `left` stands in `relation` to that
+    of the trials selected by `right`. A selection maps columns (variant or a
+    parameter) to values, e.g. {"variant": "strongref", "gc": "on"}. Trials
+    are paired where they agree on the repeat and on every column that is not
+    named in both selections (so left={"variant": "retain_grad", "op":
+    "square"}, right={"variant": "weakref"} pairs with weakref's op=square)."""
+
+    description: str
+    metric: str
+    relation: str
+    left: Mapping[str, Any]
+    right: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Along the swept parameter `along`, for the trials selected by `select`
+    (other parameters, variant and repeat equal): each trial's `metric` stands
+    in `relation` to that of the trial with the next smaller `along`.
+    `per_unit` divides the metric by `along` first, so "==" then says the
+    metric is proportional to the parameter."""
+
+    description: str
+    metric: str
+    relation: str
+    along: str
+    select: Mapping[str, Any] = field(default_factory=dict)
+    per_unit: bool = False
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """One pair of trials judged by an `Ordering` or a `Trend`."""
+
+    trial: int
+    other_trial: int
+    variant: str
+    params: dict[str, Any]
+    expectation: Ordering | Trend
+    measured: Any
+    expected: Any
+    passed: bool
+    other: str  # how the other trial differs, e.g. "weakref" or "size=1000"
+
+    def line(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        c = self.expectation
+        metric = f"{c.metric}/{c.along}" if isinstance(c, Trend) and c.per_unit else c.metric
+        return (
+            f"{verdict} trial {self.trial} {self.variant} vs trial {self.other_trial} {self.other}: "
+            f"{metric} {c.relation} {_fmt(self.expected)} (measured {_fmt(self.measured)})"
+            f" -- {c.description}"
+        )
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "n/a"
+    if isinstance(value, Fraction) and value.denominator != 1:
+        return f"{float(value):,.4f}"
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.2f}"
     try:
@@ -58,15 +134,18 @@ def _measured(expectation: Expectation, record: dict[str, Any]) -> bool:
     return all(not pd.isna(record.get(column)) for column in columns)
 
 
-def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckResult]:
-    """Evaluate the expectations of every trial that completed."""
+def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckResult | ComparisonResult]:
+    """Evaluate the expectations of every trial that completed, then the
+    experiment's comparisons between them."""
     param_names = [p.name for p in experiment.params]
-    results: list[CheckResult] = []
+    results: list[CheckResult | ComparisonResult] = []
+    records = []
     for _, row in summary.iterrows():
         if row.get("status") != "ok":
             continue
         params = Params({name: _native(row[name]) for name in param_names})
         record = {key: _native(value) for key, value in row.items()}
+        records.append(record)
         for expectation in experiment.expectations(str(row["variant"]), params):
             if not _measured(expectation, record):
                 continue  # its probe was off in this run: nothing to judge
@@ -81,4 +160,76 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
                     passed=expectation.holds(record),
                 )
             )
+    for comparison in experiment.comparisons:
+        if isinstance(comparison, Ordering):
+            results.extend(_check_ordering(comparison, records, param_names))
+        elif isinstance(comparison, Trend):
+            results.extend(_check_trend(comparison, records, param_names))
+        else:
+            raise TypeError(f"{experiment.name}: a comparison must be an Ordering or a Trend, "
+                            f"got {type(comparison).__name__}")
+    return results
+
+
+def _selected(record: dict[str, Any], selection: Mapping[str, Any]) -> bool:
+    return all(record.get(key) == value for key, value in selection.items())
+
+
+def _key(record: dict[str, Any], columns: list[str]) -> tuple:
+    return tuple(record.get(column) for column in columns)
+
+
+def _judge(relation: str, measured: Any, expected: Any) -> bool:
+    if pd.isna(measured) or pd.isna(expected):
+        return False
+    return RELATIONS[relation](measured, expected)
+
+
+def _check_ordering(ordering: Ordering, records: list[dict[str, Any]],
+                    param_names: list[str]) -> list[ComparisonResult]:
+    fixed = set(ordering.left) & set(ordering.right)
+    shared = [name for name in ["variant", *param_names] if name not in fixed] + ["repeat"]
+    rights = {}
+    for record in records:
+        if _selected(record, ordering.right):
+            rights.setdefault(_key(record, shared), record)
+    results = []
+    for left in records:
+        right = rights.get(_key(left, shared)) if _selected(left, ordering.left) else None
+        if right is None or pd.isna(left.get(ordering.metric)) or pd.isna(right.get(ordering.metric)):
+            continue
+        measured, expected = left[ordering.metric], right[ordering.metric]
+        results.append(ComparisonResult(
+            trial=int(left["trial"]), other_trial=int(right["trial"]), variant=str(left["variant"]),
+            params={name: left[name] for name in param_names}, expectation=ordering,
+            measured=measured, expected=expected, passed=_judge(ordering.relation, measured, expected),
+            other=", ".join(f"{k}={v}" if k != "variant" else str(v) for k, v in ordering.right.items()),
+        ))
+    return results
+
+
+def _check_trend(trend: Trend, records: list[dict[str, Any]], param_names: list[str]) -> list[ComparisonResult]:
+    shared = ["variant", *[n for n in param_names if n != trend.along], "repeat"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        if _selected(record, trend.select) and not pd.isna(record.get(trend.metric)):
+            groups.setdefault(_key(record, shared), []).append(record)
+
+    def value(record: dict[str, Any]) -> Any:
+        if trend.per_unit:
+            return Fraction(record[trend.metric]) / Fraction(record[trend.along])
+        return record[trend.metric]
+
+    results = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda r: r[trend.along])
+        for previous, current in zip(ordered, ordered[1:]):
+            measured, expected = value(current), value(previous)
+            results.append(ComparisonResult(
+                trial=int(current["trial"]), other_trial=int(previous["trial"]),
+                variant=f"{current['variant']} {trend.along}={current[trend.along]}",
+                params={name: current[name] for name in param_names}, expectation=trend,
+                measured=measured, expected=expected, passed=_judge(trend.relation, measured, expected),
+                other=f"{trend.along}={previous[trend.along]}",
+            ))
     return results

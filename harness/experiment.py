@@ -161,6 +161,9 @@ class Experiment:
     expectations: Callable[[str, Params], list[Expectation]]
     probes: tuple[str, ...] = DEFAULT_PROBES
     doc: str = ""
+    # Statements comparing trials of one run (harness.check.Ordering, Trend),
+    # e.g. "with the GC on, strongref's peak is above weakref's".
+    comparisons: tuple[Any, ...] = ()
 
     def param(self, name: str) -> Param:
         for param in self.params:

@@ -15,6 +15,8 @@ one array for both inputs, and it is one buffer). The blocks:
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 # How each built-in variant frees graphs, for the models to branch on.
@@ -37,3 +39,44 @@ def array_bytes(size: int, dtype: str = "float64") -> int:
 def chain_bytes(size: int, depth: int, dtype: str = "float64") -> int:
     """Bytes a live chain of `depth` unary ops on one leaf holds: depth + 1 arrays."""
     return (depth + 1) * array_bytes(size, dtype)
+
+
+# What the cyclic GC sees of a graph. Each unary op on a strongref engine
+# leaves five GC-tracked containers: the Function, its output Variable, its
+# `inputs` list, its `outputs` list and the StrongRef in it; the leaf adds
+# its Variable. (Instance dicts are not counted: Python 3.11 keeps
+# attributes inline and makes a dict only when `__dict__` is asked for.)
+CONTAINERS_PER_OP = 5
+
+
+def strongref_graph_containers(depth: int) -> int:
+    """GC-tracked objects one strongref chain of `depth` unary ops leaves behind."""
+    return CONTAINERS_PER_OP * depth + 1
+
+
+def graphs_per_collection(depth: int, gen0_threshold: int) -> Fraction:
+    """How many strongref graphs are built between two gen-0 collections.
+
+    The collector runs when allocations minus deallocations of tracked
+    containers pass gen-0's threshold; a strongref graph frees none of its
+    containers, so it adds its whole count. The arrays play no part: a graph
+    of 1 GB and one of 1 KB weigh the same.
+    """
+    return Fraction(gen0_threshold, strongref_graph_containers(depth))
+
+
+# numpy reuses a temporary operand for the next operation ("temporary
+# elision") when it is at least this big and nothing else refers to it.
+NUMPY_ELIDE_BYTES = 256 * 1024
+
+
+def scalar_times_array_transient(size: int, dtype: str = "float64") -> int:
+    """Bytes `2 * x * gy` (Square.backward) has alive beyond its result.
+
+    Below NUMPY_ELIDE_BYTES the temporary `2 * x` is a second full array
+    beside the product. From it up, numpy computes the product in the
+    temporary's buffer, and what remains is the 0-d array it makes of the
+    Python scalar 2: one item (measured: 8 bytes for float64, 4 for float32).
+    """
+    n = array_bytes(size, dtype)
+    return n if n < NUMPY_ELIDE_BYTES else np.dtype(dtype).itemsize
