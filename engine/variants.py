@@ -43,6 +43,10 @@ class Variant:
     install_hint: str | None = None
     # Whether load() can succeed here (False when an extra is missing).
     available: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
+    # The built-in variant whose memory behaviour this one has, so an analytic
+    # model written for that one applies (the official DeZero's core_simple
+    # frees graphs and grads as our retain_grad does); None: no model.
+    model_as: str | None = None
 
 
 def _ours(name: str, can_backward: bool = True, **settings: object) -> Callable[[], EngineAPI]:
@@ -133,6 +137,7 @@ for _variant in (
         _official("dezero_official"),
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
+        model_as="retain_grad",
     ),
     Variant(
         "dezero_official_no_grad",
@@ -141,6 +146,7 @@ for _variant in (
         _official("dezero_official_no_grad", can_backward=False, enable_backprop=False),
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
+        model_as="no_grad",
     ),
 ):
     register(_variant)
