@@ -73,7 +73,8 @@ class Trend:
     (other parameters, variant and repeat equal): each trial's `metric` stands
     in `relation` to that of the trial with the next smaller `along`.
     `per_unit` divides the metric by `along` first, so "==" then says the
-    metric is proportional to the parameter."""
+    metric is proportional to the parameter; `tolerance` lets "==" pass
+    within that relative difference (0: exact)."""
 
     description: str
     metric: str
@@ -81,6 +82,7 @@ class Trend:
     along: str
     select: Mapping[str, Any] = field(default_factory=dict)
     per_unit: bool = False
+    tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,10 @@ class ComparisonResult:
         verdict = "PASS" if self.passed else "FAIL"
         c = self.expectation
         metric = f"{c.metric}/{c.along}" if isinstance(c, Trend) and c.per_unit else c.metric
+        within = f" within {c.tolerance:.0%}" if isinstance(c, Trend) and c.tolerance else ""
         return (
             f"{verdict} trial {self.trial} {self.variant} vs trial {self.other_trial} {self.other}: "
-            f"{metric} {c.relation} {_fmt(self.expected)} (measured {_fmt(self.measured)})"
+            f"{metric} {c.relation} {_fmt(self.expected)}{within} (measured {_fmt(self.measured)})"
             f" -- {c.description}"
         )
 
@@ -225,11 +228,15 @@ def _check_trend(trend: Trend, records: list[dict[str, Any]], param_names: list[
         ordered = sorted(group, key=lambda r: r[trend.along])
         for previous, current in zip(ordered, ordered[1:]):
             measured, expected = value(current), value(previous)
+            if trend.relation == "==" and trend.tolerance:
+                passed = abs(measured - expected) <= trend.tolerance * abs(expected)
+            else:
+                passed = _judge(trend.relation, measured, expected)
             results.append(ComparisonResult(
                 trial=int(current["trial"]), other_trial=int(previous["trial"]),
                 variant=f"{current['variant']} {trend.along}={current[trend.along]}",
                 params={name: current[name] for name in param_names}, expectation=trend,
-                measured=measured, expected=expected, passed=_judge(trend.relation, measured, expected),
+                measured=measured, expected=expected, passed=passed,
                 other=f"{trend.along}={previous[trend.along]}",
             ))
     return results

@@ -1,0 +1,138 @@
+"""exp17_sweep -- how strongref's cost grows: the GC counts objects, not bytes.
+
+exp17's loop (x = Variable(randn(size)); y = square(...(x)), `depth` deep),
+run long enough (`iterations`, default 200) for the collector to run, with
+the GC on. Sweep the array size and the depth from the command line:
+
+    python -m harness run exp17_sweep --param size=1e2,1e3,1e4,1e5 --param depth=1,3,9
+
+Model, with graph = (depth + 1) * size * itemsize bytes and gen-0's
+threshold T (700 in CPython 3.11):
+
+- A strongref graph is a cycle, so it is freed only by a collection, and a
+  collection comes when allocations minus deallocations of GC-tracked
+  containers pass T. A graph adds 5 * depth + 1 containers (harness.model)
+  and frees none, so a collection comes every g = T / (5 * depth + 1)
+  graphs -- whatever the size of the arrays. Before the first collection at
+  least floor(g) - 1 whole graphs are alive (an op's own temporaries never
+  make up a graph's worth of containers), so the peak is at least
+  (floor(g) - 1) * graph bytes, and at most every graph built. When fewer
+  than T containers are ever allocated no collection can come and strongref
+  holds every graph, exactly.
+- The schedule of collections is the same for every array size: the number
+  of collections is constant along `size`, and the peak is proportional to
+  `size` (within 5%: a collection that falls in the middle of a graph
+  promotes part of it to an older generation, and where exactly it falls can
+  move by an op with the size, because numpy's own short-lived objects
+  differ).
+- weakref and no_grad free by reference counting, as in exp17: one graph
+  held and two at the peak; x and y held, four arrays at the peak. Exact,
+  GC on or off, and proportional to size with no tolerance.
+- With the GC off strongref holds every graph: iterations * graph.
+"""
+from __future__ import annotations
+
+import gc
+import math
+
+from experiments.exp17 import expected as exp17_expected
+from experiments.exp17 import workload
+from harness.check import Ordering, Trend
+from harness.experiment import (
+    DTYPE_PARAM,
+    GC_PARAM,
+    SEED_PARAM,
+    Expectation,
+    Expected,
+    Experiment,
+    Param,
+    Params,
+)
+from harness.model import CYCLIC, GRAPH_OWNERSHIP, chain_bytes, graphs_per_collection, strongref_graph_containers
+
+PEAK_PROPORTIONALITY_TOLERANCE = 0.05
+
+
+def gen0_threshold() -> int:
+    # The trial runs in this same interpreter, with the default thresholds.
+    return gc.get_threshold()[0]
+
+
+def no_collection_possible(p: Params) -> bool:
+    return p.iterations * strongref_graph_containers(p.depth) < gen0_threshold()
+
+
+def expected(variant: str, p: Params) -> Expected:
+    if GRAPH_OWNERSHIP.get(variant) == CYCLIC and p.gc == "on" and not no_collection_possible(p):
+        return Expected(None, None)  # the collector decides; see the bounds in expectations()
+    return exp17_expected(variant, p)
+
+
+def strongref_peak_floor(p: Params) -> int:
+    """Bytes of the whole graphs alive before the first collection can come."""
+    whole_graphs = math.floor(graphs_per_collection(p.depth, gen0_threshold())) - 1
+    return min(p.iterations, whole_graphs) * chain_bytes(p.size, p.depth, p.dtype)
+
+
+def expectations(variant: str, p: Params) -> list[Expectation]:
+    ownership = GRAPH_OWNERSHIP.get(variant)
+    model = expected(variant, p)
+    if ownership == CYCLIC and model.numpy_bytes_peak is None:
+        every_graph = p.iterations * chain_bytes(p.size, p.depth, p.dtype)
+        checks = [Expectation(
+            f"strongref's peak: at least the graphs built before the first collection "
+            f"(floor({gen0_threshold()} / {strongref_graph_containers(p.depth)}) - 1), at most every graph",
+            "numpy_bytes_peak", "between", (strongref_peak_floor(p), every_graph),
+        )]
+        if p.iterations * strongref_graph_containers(p.depth) >= 2 * gen0_threshold():
+            checks.append(Expectation(
+                "twice the gen-0 threshold in containers is allocated: the collector ran",
+                "gc_collections", ">=", 1,
+            ))
+        return checks
+    if model.numpy_bytes_final is None:
+        return []
+    return [
+        Expectation(f"{variant}: exp17's exact model", "numpy_bytes_final", "==", model.numpy_bytes_final),
+        Expectation(f"{variant}: exp17's exact model", "numpy_bytes_peak", "==", model.numpy_bytes_peak),
+    ]
+
+
+STRONG_GC_ON = {"variant": "strongref", "gc": "on"}
+
+EXPERIMENT = Experiment(
+    name="exp17_sweep",
+    title="exp17 swept over array size and depth: the GC counts objects, so strongref's bytes grow with size",
+    seed_step="17.5",
+    claim="the cyclic GC triggers on object counts, not bytes: strongref's collections stay the same "
+    "as the arrays grow, so the bytes it holds between collections grow with the array size",
+    workload=workload,
+    variants=("strongref", "weakref", "no_grad"),
+    params=(
+        Param("iterations", int, 200, "loop iterations (graphs built)", minimum=1),
+        Param("size", int, 10000, "elements per array (sweep: --param size=1e2,1e3,1e4,1e5)", minimum=1),
+        Param("depth", int, 3, "nested square() calls per graph (sweep: --param depth=1,3,9)", minimum=1),
+        GC_PARAM,
+        SEED_PARAM,
+        DTYPE_PARAM,
+    ),
+    expected=expected,
+    expectations=expectations,
+    probes=("tracemalloc", "rss", "gc", "census"),
+    comparisons=(
+        Ordering("with the GC on, strongref's peak is above weakref's", "numpy_bytes_peak", ">",
+                 left=STRONG_GC_ON, right={"variant": "weakref", "gc": "on"}),
+        Ordering("with the GC on, strongref's peak is above no_grad's", "numpy_bytes_peak", ">",
+                 left=STRONG_GC_ON, right={"variant": "no_grad", "gc": "on"}),
+        Trend("strongref's collections do not change with the array size (the GC counts objects)",
+              "gc_collections", "==", along="size", select=STRONG_GC_ON),
+        Trend("strongref's peak grows in proportion to the array size",
+              "numpy_bytes_peak", "==", along="size", select=STRONG_GC_ON, per_unit=True,
+              tolerance=PEAK_PROPORTIONALITY_TOLERANCE),
+        Trend("weakref's peak (two graphs) is exactly proportional to the array size",
+              "numpy_bytes_peak", "==", along="size", select={"variant": "weakref"}, per_unit=True),
+        Trend("more ops per graph, more containers: strongref's collections do not fall with depth",
+              "gc_collections", ">=", along="depth", select=STRONG_GC_ON),
+    ),
+    doc=__doc__ or "",
+)
