@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("numpy", "pandas", "psutil", "memory_profiler", "matplotlib", "dezero-memlab")
+# The external engines are listed too (None when not installed), so a run
+# that compares against them records which release it measured.
+PACKAGES = ("numpy", "pandas", "psutil", "memory_profiler", "matplotlib", "tqdm", "dezero-memlab",
+            "torch", "dezero")
 # Environment variables that change how freed memory reaches the OS (glibc
 # malloc tunables, Python's allocator), and so what RSS shows.
 ALLOCATOR_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "PYTHONMALLOC", "LD_PRELOAD")
