@@ -7,6 +7,12 @@ memory.png   numpy-domain bytes (top) and RSS (bottom) at each sample, a line
              weakref stays flat at one graph.
 summary.png  per trial, measured against the analytic model's expected bytes,
              held at the end and at the peak.
+sweep.png    when a numeric parameter is swept (`--param size=1e2,1e3,1e4`):
+             peak bytes, bytes held at the end and GC collections against
+             it, log axes, a colour per variant and a marker per value of any
+             other swept parameter.
+census.png   when the workload recorded a census (`object_type`, `count`
+             rows, e.g. exp16): objects of each type per variant.
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
                                  facecolors="none", edgecolors="black", zorder=5, label=legend)
     ax_numpy.set_ylabel("numpy array bytes (MB, tracemalloc)")
     ax_rss.set_ylabel("RSS (MB, psutil)")
-    ax_rss.set_xlabel("sample (0 = start, then the end of each iteration)")
+    ax_rss.set_xlabel("sample point (0 = start, then each sample point of each iteration in turn)")
     ax_numpy.set_title(f"{experiment.name}: {experiment.title}", fontsize=10)
     ax_numpy.legend(fontsize=8, loc="upper left")
     ax_numpy.grid(alpha=0.3)
@@ -100,14 +106,83 @@ def summary_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
     return fig
 
 
+def _numeric_swept(experiment: Experiment, summary: pd.DataFrame) -> list[str]:
+    numeric = {p.name for p in experiment.params if p.type in (int, float)}
+    return [name for name in _swept(experiment, summary) if name in numeric]
+
+
+SWEEP_PANELS = (
+    ("numpy_bytes_peak", "peak numpy array bytes", True),
+    ("numpy_bytes_final", "numpy array bytes held at the end", True),
+    ("gc_collections", "GC collections during the workload", False),
+)
+
+
+def sweep_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
+    """Metrics against the swept parameter with the most values, log axes."""
+    rows = summary[(summary["status"] == "ok") & (summary["repeat"] == 0)]
+    swept = _numeric_swept(experiment, rows)
+    along = max(swept, key=lambda name: rows[name].nunique())
+    others = [name for name in _swept(experiment, rows) if name != along]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    variant_color = {v: colors[n % len(colors)] for n, v in enumerate(dict.fromkeys(rows["variant"]))}
+    other_values = list(dict.fromkeys(rows[others].itertuples(index=False, name=None))) if others else [()]
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(15, 4.8))
+    for ax, (metric, ylabel, log_y) in zip(axes, SWEEP_PANELS):
+        for (variant, *values), line in rows.groupby(["variant", *others], sort=False):
+            line = line.sort_values(along)
+            key = tuple(values)
+            marker = markers[other_values.index(key) % len(markers)] if others else "o"
+            label = ", ".join([str(variant)] + [f"{n}={v}" for n, v in zip(others, values)])
+            ax.plot(line[along], pd.to_numeric(line[metric], errors="coerce"), marker=marker,
+                    color=variant_color[variant], label=label,
+                    linestyle=["-", "--", ":", "-."][other_values.index(key) % 4] if others else "-")
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel(along)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{experiment.name}: against {along}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def census_figure(experiment: Experiment, records: pd.DataFrame) -> Figure:
+    """Objects of each type a workload's census counted, a bar per variant."""
+    rows = records[records["repeat"] == 0] if "repeat" in records else records
+    table = rows.pivot_table(index="object_type", columns="variant", values="count", aggfunc="sum", sort=False)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(table.columns))
+    for n, variant in enumerate(table.columns):
+        positions = [i + (n - (len(table.columns) - 1) / 2) * width for i in range(len(table))]
+        bars = ax.bar(positions, table[variant], width, label=variant)
+        ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(range(len(table)), table.index)
+    ax.set_ylabel("objects found by the census collection")
+    ax.set_title(f"{experiment.name}: what one gc.collect() found, by type", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
     samples = tables["samples"]
     if samples.empty:
         return {}
-    return {
+    found = {
         "memory": memory_figure(experiment, samples, tables["gc_events"]),
         "summary": summary_figure(experiment, tables["summary"]),
     }
+    if _numeric_swept(experiment, tables["summary"]):
+        found["sweep"] = sweep_figure(experiment, tables["summary"])
+    records = tables.get("records")
+    if records is not None and {"object_type", "count"} <= set(records.columns) and len(records):
+        found["census"] = census_figure(experiment, records)
+    return found
 
 
 def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.DataFrame]) -> list[Path]:
