@@ -62,13 +62,15 @@ def run(
     progress: bool = True,
     trial_env: dict[str, str] | None = None,
     malloc_trim: bool = False,
+    force: bool = False,
 ) -> Run:
-    """Run an experiment; a parameter given a list is swept."""
+    """Run an experiment; a parameter given a list is swept. `force` runs trials the
+    memory guard refuses, each under an address-space limit (see harness.guard)."""
     config = RunConfig(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
         measure_overhead=measure_overhead, plots=plots, command=f"harness.run({experiment!r}, ...)",
-        trial_env=dict(trial_env or {}), malloc_trim=malloc_trim,
+        trial_env=dict(trial_env or {}), malloc_trim=malloc_trim, force=force,
     )
     result = run_experiment(config, show_progress=progress)
     return Run(result.path, result.meta, **result.tables)

@@ -7,11 +7,17 @@
     check RUN_DIR             the experiment's expectations on a run; exit 1 if one fails
     compare A B               regression between two runs (or a run and a baseline)
 
-Bad input gets one line on stderr and exit status 2; `--debug` shows the traceback.
+Exit status: 0 ok; 1 a trial failed, was killed or timed out, or a check
+failed; 2 bad input (one line on stderr; `--debug`, anywhere on the command
+line, shows the traceback), including a run the memory guard refuses; 130
+or 143 when `run` was stopped by SIGINT (Ctrl-C) or SIGTERM, after writing
+what it measured.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +27,7 @@ import pandas as pd
 from harness.errors import UsageError
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 SUMMARY_VIEW = (
     "variant", "repeat", "status", "numpy_bytes_final", "expected_numpy_bytes_final",
     "measured_over_expected", "numpy_bytes_peak", "rss_peak_bytes", "gc_collections",
@@ -36,11 +43,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="dezero-memlab: memory experiments on DeZero-style engines")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    # --debug is also taken after the command, where people type it.
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands.add_parser("list", help="experiments, variants and probes")
+    commands.add_parser("list", help="experiments, variants and probes", parents=[debug])
 
-    run = commands.add_parser("run", help="run an experiment")
+    run = commands.add_parser("run", help="run an experiment", parents=[debug])
     run.add_argument("experiment")
     run.add_argument("--variant", action="append", default=[], metavar="NAME",
                      help="variant to run (repeatable; default: the experiment's own)")
@@ -48,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a parameter; KEY=V1,V2 sweeps (repeatable)")
     run.add_argument("--repeats", type=_whole, default=1, help="trials per variant and parameters (default 1)")
     run.add_argument("--jobs", type=_whole, default=1, help="trials run at once (default 1)")
-    run.add_argument("--out", type=Path, default=Path("results"), help="output directory (default results/)")
+    run.add_argument("--out", type=_directory, default=Path("results"), help="output directory (default results/)")
     run.add_argument("--probe", action="append", default=[], metavar="NAME",
                      help="probe to enable (repeatable; default: the experiment's own)")
     run.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
@@ -59,14 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="environment for the trial processes, e.g. MALLOC_MMAP_THRESHOLD_=65536 (repeatable)")
     run.add_argument("--malloc-trim", action="store_true",
                      help="call glibc malloc_trim(0) before each sample so RSS shows freed memory")
+    run.add_argument("--force", action="store_true",
+                     help="run trials the memory guard refuses, each under an address-space limit")
 
-    show = commands.add_parser("show", help="print a run's summary")
+    show = commands.add_parser("show", help="print a run's summary", parents=[debug])
     show.add_argument("run_dir", type=Path)
 
-    check = commands.add_parser("check", help="evaluate a run against its experiment's expectations")
+    check = commands.add_parser("check", help="evaluate a run against its experiment's expectations",
+                                parents=[debug])
     check.add_argument("run_dir", type=Path)
 
-    compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)")
+    compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)", parents=[debug])
     compare.add_argument("baseline", type=Path)
     compare.add_argument("current", type=Path)
     compare.add_argument("--tolerance", type=float, default=None,
@@ -89,9 +102,15 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"takes seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
     return value
+
+
+def _directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("takes a directory, got an empty name")
+    return Path(text)
 
 
 def _env_pairs(items: Sequence[str]) -> dict[str, str]:
@@ -155,6 +174,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         plots=not args.no_plots,
         trial_env=_env_pairs(args.env),
         malloc_trim=args.malloc_trim,
+        force=args.force,
         command="python -m harness " + " ".join(argv),
     )
     result = run_experiment(config)
@@ -165,7 +185,9 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _print_checks(result.checks)
     print(f"status: {result.meta['status']}")
     print(result.path)
-    return 0 if result.ok else 1
+    if result.interrupted_by is not None:
+        return 128 + result.interrupted_by  # the shell's convention for "stopped by this signal"
+    return 0 if result.ok else EXIT_FAILED
 
 
 def _print_checks(checks: list) -> None:
@@ -230,3 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"harness: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before a run started or after it ended: nothing to save
+        if debug:
+            raise
+        print("harness: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except OSError as error:  # the machine, not the input: a full disk, a vanished directory
+        if debug:
+            raise
+        print(f"harness: error: {error}", file=sys.stderr)
+        return EXIT_FAILED

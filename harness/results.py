@@ -7,6 +7,10 @@ directory is created with `mkdir`, which fails if it exists, so two runs
 started in the same second get different ids. Every file is written to a
 temporary name in the same directory and renamed into place, so a reader
 never sees half a file and a crash never replaces a whole one with a part.
+
+Reading back checks what can be checked: a table that is empty, ends in
+the middle of a line, or has fewer rows than `meta.json` recorded for it is
+reported as truncated, naming the file.
 """
 from __future__ import annotations
 
@@ -30,9 +34,9 @@ def new_run_dir(out: Path, experiment: str) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"output directory {out} is not a directory") from None
-    except PermissionError:
-        raise UsageError(f"output directory {out} is not writable") from None
+        raise UsageError(f"output directory {out} is not a directory (a file is in the way)") from None
+    except OSError as error:  # permissions, a read-only file system, /proc ...
+        raise UsageError(f"output directory {out} cannot be created: {error.strerror}") from None
     if not os.access(parent, os.W_OK):
         raise UsageError(f"output directory {parent} is not writable")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -42,8 +46,8 @@ def new_run_dir(out: Path, experiment: str) -> Path:
             candidate.mkdir()
         except FileExistsError:
             continue
-        except PermissionError:
-            raise UsageError(f"output directory {parent} is not writable") from None
+        except OSError as error:
+            raise UsageError(f"output directory {parent} is not writable: {error.strerror}") from None
         (candidate / "trials").mkdir()
         return candidate
     raise UsageError(f"could not find a free run directory under {parent}")
@@ -101,13 +105,43 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:
     path = Path(run_dir) / f"{name}.csv"
     if not path.is_file():
-        raise UsageError(f"{path} is missing")
-    if path.stat().st_size == 0:
-        return pd.DataFrame()
+        raise UsageError(f"{path} is missing{_still_running(run_dir)}")
+    with path.open("rb") as stream:
+        # Every table is written with a header line, and to_csv ends each line.
+        stream.seek(0, os.SEEK_END)
+        if stream.tell() == 0:
+            raise UsageError(f"{path} is truncated: the file is empty (a table has at least its header)")
+        stream.seek(-1, os.SEEK_END)
+        if stream.read(1) != b"\n":
+            raise UsageError(f"{path} is truncated: its last line is incomplete")
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is corrupt: {str(error).splitlines()[0]}") from None
+    recorded = _recorded_rows(run_dir, name)
+    if recorded is not None and recorded != len(table):
+        raise UsageError(f"{path} is truncated or edited: {len(table)} rows, meta.json records {recorded}")
+    return table
+
+
+def _recorded_rows(run_dir: Path, name: str) -> int | None:
+    """The row count meta.json recorded for a table; None for runs that
+    predate the record or whose meta.json cannot say (read_meta reports that)."""
+    try:
+        rows = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8"))["tables"][name]["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows if isinstance(rows, int) else None
+
+
+def _still_running(run_dir: Path) -> str:
+    try:
+        status = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if status == "running":
+        return " (meta.json says the run is still running: it is, or it was killed before writing its tables)"
+    return ""
 
 
 def load_run(run_dir: Path | str) -> StoredRun:

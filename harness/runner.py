@@ -5,25 +5,36 @@ A plan is the product of the chosen variants, every combination of swept
 parameter values (`--param size=1e3,1e4`), and the repeats. Trials run one
 at a time by default so their measurements do not compete for the machine;
 `jobs` runs that many at once.
+
+Before anything is written, the memory guard (`harness.guard`) refuses a
+plan the machine cannot hold. Each trial runs in its own process group, so
+a Ctrl-C at the terminal reaches the run, not the trials: on SIGINT or
+SIGTERM the run kills the running trials' groups, starts no new one, writes
+what was measured and records the run as interrupted.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
 from engine.variants import UnknownVariantError, get_variant
 from harness.errors import UsageError
 from harness.experiment import Experiment, Params
+from harness.guard import GuardReport, check_memory, trial_needs
 from harness.meta import PROJECT_ROOT, collect_metadata
 from harness.probes import PROBE_NAMES
 from harness.registry import get_experiment
@@ -52,6 +63,8 @@ class RunConfig:
     # and malloc_trim(0) before each sample.
     trial_env: dict[str, str] = field(default_factory=dict)
     malloc_trim: bool = False
+    # Run trials the memory guard would refuse, each under an address-space limit.
+    force: bool = False
 
 
 @dataclass
@@ -62,7 +75,7 @@ class Plan:
     probes: list[str]
     config: RunConfig
 
-    def specs(self, run_dir: Path) -> list[TrialSpec]:
+    def specs(self, run_dir: Path, memory_limit_bytes: int | None = None) -> list[TrialSpec]:
         specs = []
         combos = itertools.product(self.param_sets, self.variants, range(self.config.repeats))
         for n, (params, variant, repeat) in enumerate(combos):
@@ -79,6 +92,8 @@ class Plan:
                     events_path=str(run_dir / "trials" / f"{n:04d}-{label}-r{repeat}.jsonl"),
                     measure_overhead=self.config.measure_overhead,
                     malloc_trim=self.config.malloc_trim,
+                    memory_limit_bytes=memory_limit_bytes,
+                    parent_pid=os.getpid(),
                 )
             )
         return specs
@@ -117,7 +132,7 @@ def make_plan(config: RunConfig) -> Plan:
     for key in config.trial_env:
         if not key or "=" in key:
             raise UsageError(f"--env takes KEY=VALUE, got a bad name {key!r}")
-    if config.timeout_s is not None and not config.timeout_s > 0:
+    if config.timeout_s is not None and not (config.timeout_s > 0 and math.isfinite(config.timeout_s)):
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s!r}")
     probes = list(config.probes) or list(experiment.probes)
     for probe in probes:
@@ -168,9 +183,74 @@ def _trial_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def execute_trial(spec: TrialSpec, timeout_s: float | None, env: dict[str, str]) -> TrialOutcome:
+class Interruption:
+    """SIGINT or SIGTERM during a run: kill the running trials, start no more.
+
+    The handler runs in the main thread while it waits for trials; the
+    trials themselves are watched by pool threads, which see their process
+    die and record it as interrupted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._lock = threading.RLock()  # re-entrant: the handler may interrupt a holder
+        self._running: set[subprocess.Popen] = set()
+
+    def stop(self, signum: int, frame: Any = None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        with self._lock:
+            for process in self._running:
+                kill_group(process)
+
+    def started(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.add(process)
+            if self.signum is not None:  # the signal came while this trial was being started
+                kill_group(process)
+
+    def finished(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(process)
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator["Interruption"]:
+        """Install the handlers (only the main thread can; elsewhere, e.g. a
+        notebook's worker thread, signals keep their usual effect)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {signum: signal.signal(signum, self.stop) for signum in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a trial and whatever it started (memory_profiler's sampler):
+    its events are flushed line by line, so nothing it recorded is lost."""
+    if process.poll() is not None:
+        return  # reaped: its pid may belong to someone else now
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def execute_trial(
+    spec: TrialSpec, timeout_s: float | None, env: dict[str, str], interruption: Interruption | None = None
+) -> TrialOutcome:
     """Run one trial in a fresh interpreter and read back what it recorded."""
+    interruption = interruption or Interruption()
     outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params)
+    if interruption.signum is not None:
+        outcome.status = "interrupted"
+        outcome.error = f"not started: the run was stopped by {signal.Signals(interruption.signum).name}"
+        return outcome
     events_path = Path(spec.events_path)
     log_path = events_path.with_suffix(".log")
     with log_path.open("w", encoding="utf-8") as log:
@@ -178,23 +258,29 @@ def execute_trial(spec: TrialSpec, timeout_s: float | None, env: dict[str, str])
             [sys.executable, "-m", "harness.trial"],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
             env=_trial_env(env), text=True,
+            process_group=0,  # a terminal's Ctrl-C goes to the run, which decides
         )
+        interruption.started(process)
         try:
             process.communicate(json.dumps(asdict(spec)), timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            kill_group(process)
             outcome.status, outcome.error = "timeout", f"exceeded --timeout {timeout_s:g} s"
         except BaseException:
-            process.kill()
-            process.wait()
+            kill_group(process)
             raise
+        finally:
+            process.wait()
+            interruption.finished(process)
     _read_events(events_path, outcome)
-    if outcome.status == "ok" and process.returncode != 0:
+    if interruption.signum is not None and process.returncode != 0 and outcome.status != "timeout":
+        outcome.status = "interrupted"
+        outcome.error = f"stopped by {signal.Signals(interruption.signum).name} to the run"
+    elif outcome.status == "ok" and process.returncode != 0:
         if process.returncode < 0:
             outcome.status = "killed"
             outcome.error = f"killed by signal {-process.returncode}"
-            if -process.returncode == 9:
+            if -process.returncode == signal.SIGKILL:
                 outcome.error += " (SIGKILL: out of memory, or killed from outside)"
         else:
             outcome.status = "failed"
@@ -210,11 +296,17 @@ def _last_line(path: Path) -> str:
 
 
 def run_trials(
-    specs: list[TrialSpec], config: RunConfig, progress: Callable[[TrialOutcome], None]
+    specs: list[TrialSpec],
+    config: RunConfig,
+    progress: Callable[[TrialOutcome], None],
+    interruption: Interruption | None = None,
 ) -> list[TrialOutcome]:
+    interruption = interruption or Interruption()
     outcomes: dict[int, TrialOutcome] = {}
     with ThreadPoolExecutor(max_workers=config.jobs) as pool:
-        futures = [pool.submit(execute_trial, spec, config.timeout_s, config.trial_env) for spec in specs]
+        futures = [
+            pool.submit(execute_trial, spec, config.timeout_s, config.trial_env, interruption) for spec in specs
+        ]
         for future in futures:
             outcome = future.result()
             outcomes[outcome.trial] = outcome
@@ -271,45 +363,80 @@ class RunResult:
     meta: dict[str, Any]
     tables: dict[str, Any]
     checks: list[Any]
+    interrupted_by: int | None = None  # the signal that stopped the run
 
     @property
     def ok(self) -> bool:
         return self.meta["status"] == "ok" and all(check.passed for check in self.checks)
 
 
-def run_experiment(config: RunConfig, show_progress: bool = True) -> RunResult:
+def guard_memory(plan: Plan) -> GuardReport:
+    needs = trial_needs(plan.experiment, plan.variants, plan.param_sets)
+    return check_memory(needs, plan.config.jobs, plan.config.force)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def run_experiment(
+    config: RunConfig, show_progress: bool = True, notify: Callable[[str], None] = _stderr
+) -> RunResult:
     from harness.check import check_summary
     from harness.plots import write_plots
     from harness.results import new_run_dir, write_json, write_table
 
     plan = make_plan(config)
+    guard = guard_memory(plan)  # refuses before anything is written
+    if guard.without_estimate:
+        notify(f"memory guard: the model makes no estimate for {', '.join(guard.without_estimate)}; "
+               "those trials are not checked")
+    if guard.memory_limit_bytes is not None:
+        notify(f"memory guard: forced; each trial runs under a {guard.memory_limit_bytes:,} byte address-space limit")
     run_dir = new_run_dir(Path(config.out), plan.experiment.name)
     meta = start_meta(plan, run_dir)
+    meta["memory_guard"] = guard.as_meta()
     write_json(run_dir / "meta.json", meta)
-    specs = plan.specs(run_dir)
+    specs = plan.specs(run_dir, guard.memory_limit_bytes)
     if show_progress:
         advance, close = progress_bar(len(specs), plan.experiment.name)
     else:
         advance, close = (lambda outcome: None), (lambda: None)
-    try:
-        outcomes = run_trials(specs, config, advance)
-    finally:
-        close()
+    # A second signal while the results are written is absorbed: the files
+    # are written atomically and quickly, and stopping half-way would lose them.
+    with Interruption().handling_signals() as interruption:
+        try:
+            outcomes = run_trials(specs, config, advance, interruption)
+        except BaseException as error:  # a fault of the run itself: say so in meta.json if we can
+            meta.update(status="failed", error=f"{type(error).__name__}: {error}",
+                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            with contextlib.suppress(OSError):
+                write_json(run_dir / "meta.json", meta)
+            raise
+        finally:
+            close()
 
-    tables = build_tables(plan.experiment, outcomes)
-    for name, table in tables.items():
-        write_table(run_dir / f"{name}.csv", table)
-    checks = check_summary(plan.experiment, tables["summary"])
-    failed = [o for o in outcomes if o.status != "ok"]
-    meta.update(
-        status="failed" if failed else "ok",
-        failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error} for o in failed],
-        checks_passed=sum(c.passed for c in checks),
-        checks_failed=sum(not c.passed for c in checks),
-        trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
-    if config.plots:
-        meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables)]
-    write_json(run_dir / "meta.json", meta)
-    return RunResult(run_dir, meta, tables, checks)
+        tables = build_tables(plan.experiment, outcomes)
+        for name, table in tables.items():
+            write_table(run_dir / f"{name}.csv", table)
+        checks = check_summary(plan.experiment, tables["summary"])
+        if config.plots and interruption.signum is None:
+            meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables)]
+        failed = [o for o in outcomes if o.status != "ok"]
+        if interruption.signum is not None:
+            status = "interrupted"
+        else:
+            status = "failed" if failed else "ok"
+        meta.update(
+            status=status,
+            interrupted_by=None if interruption.signum is None else signal.Signals(interruption.signum).name,
+            failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error}
+                           for o in failed],
+            checks_passed=sum(c.passed for c in checks),
+            checks_failed=sum(not c.passed for c in checks),
+            trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
+            tables={name: {"rows": len(table)} for name, table in tables.items()},
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        write_json(run_dir / "meta.json", meta)
+    return RunResult(run_dir, meta, tables, checks, interruption.signum)

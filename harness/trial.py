@@ -7,12 +7,19 @@ The parent (`harness.runner`) starts `python -m harness.trial` with the
 `events_path`, flushed as it goes, so whatever it measured survives if it is
 killed: `sample` (one row of probe readings), `gc` (one collection),
 `timeline` (memory_profiler's points), then `result` or `error`.
+
+A trial dies with the run that started it (so a killed run leaves no
+orphan still allocating), and a forced run's trial limits its own address
+space before the workload starts (see `harness.guard`).
 """
 from __future__ import annotations
 
 import ctypes
 import gc
 import json
+import os
+import resource
+import signal
 import statistics
 import sys
 import time
@@ -42,6 +49,8 @@ class TrialSpec:
     events_path: str
     measure_overhead: bool = True
     malloc_trim: bool = False
+    memory_limit_bytes: int | None = None  # RLIMIT_AS for a forced run
+    parent_pid: int | None = None  # the run's process, which this trial must not outlive
 
 
 class EventLog:
@@ -199,8 +208,33 @@ def run_trial(spec: TrialSpec, log: EventLog) -> dict[str, Any]:
     return result
 
 
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGKILL this trial when the run that started it dies, so a
+    run killed from outside (or by the OOM killer) leaves no trial running."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except AttributeError:  # not Linux: no such request
+        return
+    pr_set_pdeathsig = 1
+    prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the request was in place
+
+
+def limit_address_space(limit: int) -> None:
+    """Past this much address space an allocation fails (numpy raises
+    MemoryError), so a forced trial that runs out fails alone."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
 def main() -> int:
     spec = TrialSpec(**json.load(sys.stdin))
+    die_with_parent(spec.parent_pid)
+    if spec.memory_limit_bytes is not None:
+        limit_address_space(spec.memory_limit_bytes)
     with open(spec.events_path, "a", encoding="utf-8") as stream:
         log = EventLog(stream)
         try:
