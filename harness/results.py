@@ -149,5 +149,8 @@ def load_run(run_dir: Path | str) -> StoredRun:
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a directory")
     meta = read_meta(run_dir)
+    if meta.get("status") == "running" and not (run_dir / "summary.csv").is_file():
+        raise UsageError(f"{run_dir} has no results: meta.json says the run is still running "
+                         "(it is, or it was killed before writing them)")
     tables = {name: read_table(run_dir, name) for name in TABLES}
     return StoredRun(run_dir, meta, **tables)
