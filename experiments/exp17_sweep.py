@@ -37,16 +37,17 @@ import math
 
 from experiments.exp17 import expected as exp17_expected
 from experiments.exp17 import workload
-from harness.check import Ordering, Trend
 from harness.experiment import (
     DTYPE_PARAM,
-    GC_PARAM,
-    SEED_PARAM,
     Expectation,
     Expected,
     Experiment,
+    GC_PARAM,
+    Ordering,
     Param,
     Params,
+    SEED_PARAM,
+    Trend,
 )
 from harness.model import CYCLIC, GRAPH_OWNERSHIP, chain_bytes, graphs_per_collection, strongref_graph_containers
 

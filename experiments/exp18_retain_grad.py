@@ -46,16 +46,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.check import Ordering
 from harness.experiment import (
     DTYPE_PARAM,
-    GC_PARAM,
-    SEED_PARAM,
     Expectation,
     Expected,
     Experiment,
+    GC_PARAM,
+    Ordering,
     Param,
     Params,
+    SEED_PARAM,
     Workbench,
 )
 from harness.model import array_bytes, scalar_times_array_transient

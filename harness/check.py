@@ -5,27 +5,21 @@ summary row: exact equality where the measurement is exact (tracemalloc's
 numpy domain, with the GC off or a variant freed by reference counting),
 stated inequalities where the GC schedule decides.
 
-Some claims are about trials side by side rather than one trial alone, and
-an experiment states them as `comparisons`:
-
-- `Ordering`: one variant against another at the same parameters
-  ("with the GC on, strongref's peak is above weakref's");
-- `Trend`: one metric along a swept parameter ("strongref's collections do
-  not change with the array size; its peak is proportional to it").
-
-A comparison whose trials are not in the run (a variant not chosen, a
-parameter not swept) is not judged.
+Claims about trials side by side (`Ordering`, `Trend`, defined with the
+experiment in harness.experiment) are judged here too. A comparison whose
+trials are not in the run (a variant not chosen, a parameter not swept) is
+not judged.
 """
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from harness.experiment import Expectation, Experiment, Params, Ref
+from harness.experiment import Expectation, Experiment, Ordering, Params, Ref, Trend
 
 RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, "==": operator.eq, ">=": operator.ge, ">": operator.gt,
@@ -49,40 +43,6 @@ class CheckResult:
             f"{self.expectation.relation} {_fmt(self.expected)} (measured {_fmt(self.measured)})"
             f" -- {self.expectation.description}"
         )
-
-
-@dataclass(frozen=True)
-class Ordering:
-    """`metric` of the trials selected by `left` stands in `relation` to that
-    of the trials selected by `right`. A selection maps columns (variant or a
-    parameter) to values, e.g. {"variant": "strongref", "gc": "on"}. Trials
-    are paired where they agree on the repeat and on every column that is not
-    named in both selections (so left={"variant": "retain_grad", "op":
-    "square"}, right={"variant": "weakref"} pairs with weakref's op=square)."""
-
-    description: str
-    metric: str
-    relation: str
-    left: Mapping[str, Any]
-    right: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Trend:
-    """Along the swept parameter `along`, for the trials selected by `select`
-    (other parameters, variant and repeat equal): each trial's `metric` stands
-    in `relation` to that of the trial with the next smaller `along`.
-    `per_unit` divides the metric by `along` first, so "==" then says the
-    metric is proportional to the parameter; `tolerance` lets "==" pass
-    within that relative difference (0: exact)."""
-
-    description: str
-    metric: str
-    relation: str
-    along: str
-    select: Mapping[str, Any] = field(default_factory=dict)
-    per_unit: bool = False
-    tolerance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +109,7 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
         params = Params({name: _native(row[name]) for name in param_names})
         record = {key: _native(value) for key, value in row.items()}
         records.append(record)
-        for expectation in experiment.expectations(str(row["variant"]), params):
+        for expectation in experiment.expectations_for(str(row["variant"]), params):
             if not _measured(expectation, record):
                 continue  # its probe was off in this run: nothing to judge
             results.append(

@@ -139,6 +139,48 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+# Claims about trials side by side rather than one trial alone, stated as
+# an experiment's `comparisons` and judged by harness.check:
+# - `Ordering`: one variant against another at the same parameters
+#   ("with the GC on, strongref's peak is above weakref's");
+# - `Trend`: one metric along a swept parameter ("strongref's collections do
+#   not change with the array size; its peak is proportional to it").
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """`metric` of the trials selected by `left` stands in `relation` to that
+    of the trials selected by `right`. A selection maps columns (variant or a
+    parameter) to values, e.g. {"variant": "strongref", "gc": "on"}. Trials
+    are paired where they agree on the repeat and on every column that is not
+    named in both selections (so left={"variant": "retain_grad", "op":
+    "square"}, right={"variant": "weakref"} pairs with weakref's op=square)."""
+
+    description: str
+    metric: str
+    relation: str
+    left: Mapping[str, Any]
+    right: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Along the swept parameter `along`, for the trials selected by `select`
+    (other parameters, variant and repeat equal): each trial's `metric` stands
+    in `relation` to that of the trial with the next smaller `along`.
+    `per_unit` divides the metric by `along` first, so "==" then says the
+    metric is proportional to the parameter; `tolerance` lets "==" pass
+    within that relative difference (0: exact)."""
+
+    description: str
+    metric: str
+    relation: str
+    along: str
+    select: Mapping[str, Any] = field(default_factory=dict)
+    per_unit: bool = False
+    tolerance: float = 0.0
+
+
 @dataclass(frozen=True)
 class Expected:
     """The model's array bytes for one trial: held at the end, and the peak.
@@ -174,6 +216,17 @@ class Experiment:
 
     def defaults(self) -> Params:
         return Params({p.name: p.default for p in self.params})
+
+    def expected_for(self, variant: str, params: Params) -> Expected:
+        """The model's bytes for a trial of `variant`, an external one included."""
+        from harness.model import modelled_as
+
+        return self.expected(modelled_as(variant), params)
+
+    def expectations_for(self, variant: str, params: Params) -> list[Expectation]:
+        from harness.model import modelled_as
+
+        return self.expectations(modelled_as(variant), params)
 
 
 @dataclass

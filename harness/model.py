@@ -19,6 +19,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from engine.variants import UnknownVariantError, get_variant
+
 # How each built-in variant frees graphs, for the models to branch on.
 CYCLIC = "cyclic"          # strongref: only the cyclic GC frees a graph
 REFCOUNTED = "refcounted"  # weakref, retain_grad: freed when the last reference drops
@@ -29,6 +31,20 @@ GRAPH_OWNERSHIP = {
     "retain_grad": REFCOUNTED,
     "no_grad": NO_GRAPH,
 }
+
+
+def modelled_as(variant: str) -> str:
+    """The built-in variant whose model describes `variant`: itself when it is
+    built in, else what the variant declares (`Variant.model_as`; the official
+    DeZero frees graphs and grads as retain_grad does), else its own name,
+    for which the experiments' models make no claim."""
+    if variant in GRAPH_OWNERSHIP:
+        return variant
+    try:
+        declared = get_variant(variant).model_as
+    except UnknownVariantError:
+        return variant
+    return declared or variant
 
 
 def array_bytes(size: int, dtype: str = "float64") -> int:

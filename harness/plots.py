@@ -1,6 +1,7 @@
 """Plots of a run, drawn with matplotlib's Agg backend (no display needed).
 
-memory.png   numpy-domain bytes (top) and RSS (bottom) at each sample, a line
+memory.png   numpy-domain bytes (top) and RSS growth since the trial's start
+             (bottom) at each sample, a line
              per variant (and per swept parameter value), GC collections
              marked on the line where they fell. strongref climbs in a
              staircase and drops where a collection frees its cycles;
@@ -45,34 +46,44 @@ def _label(row: pd.Series | dict[str, Any], swept: list[str]) -> str:
 def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.DataFrame) -> Figure:
     fig, (ax_numpy, ax_rss) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
     swept = _swept(experiment, samples)
+    samples = samples.assign(line=samples.apply(lambda r: _label(r, swept), axis=1))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color_of = {label: colors[n % len(colors)] for n, label in enumerate(dict.fromkeys(samples["line"]))}
     marked_generations: set[int] = set()
-    for n, ((label, repeat), trial) in enumerate(
-        samples.groupby([samples.apply(lambda r: _label(r, swept), axis=1), "repeat"], sort=False)
-    ):
-        color = colors[list(dict.fromkeys(samples.apply(lambda r: _label(r, swept), axis=1))).index(label) % len(colors)]
-        line_label = label if repeat == 0 else None
-        alpha = 1.0 if repeat == 0 else 0.35
-        for ax, column in ((ax_numpy, "numpy_bytes"), (ax_rss, "rss_bytes")):
-            values = pd.to_numeric(trial[column], errors="coerce")
-            if values.notna().any():
-                ax.plot(trial["sample"], values / MB, marker=".", color=color, alpha=alpha, label=line_label)
+    for (label, repeat), trial in samples.groupby(["line", "repeat"], sort=False):
+        numpy_bytes = pd.to_numeric(trial["numpy_bytes"], errors="coerce")
+        rss = pd.to_numeric(trial["rss_bytes"], errors="coerce")
+        sees_numpy = numpy_bytes.notna().any()
+        line_label = (label if sees_numpy else f"{label} (numpy n/a)") if repeat == 0 else None
+        style = {"marker": ".", "color": color_of[label], "alpha": 1.0 if repeat == 0 else 0.35}
+        if sees_numpy:
+            ax_numpy.plot(trial["sample"], numpy_bytes / MB, label=line_label, **style)
+        if rss.notna().any():
+            # Growth since the trial's own start: engines start from very
+            # different interpreter footprints (PyTorch's is ~190 MB more).
+            ax_rss.plot(trial["sample"], (rss - rss.dropna().iloc[0]) / MB, label=line_label, **style)
+        if not sees_numpy or gc_events.empty:
+            continue
         # A collection during iteration i shows on the first sample taken in i.
-        events = gc_events[gc_events["trial"] == trial["trial"].iloc[0]] if len(gc_events) else gc_events
-        for generation, group in events.groupby("generation") if len(events) else []:
-            first_sample = trial.groupby("iteration")["sample"].min()
-            xs = [first_sample.get(i) for i in group["iteration"] if i in first_sample.index]
-            ys = trial.set_index("sample").loc[xs, "numpy_bytes"] / MB if xs else []
-            if len(xs) and pd.to_numeric(pd.Series(ys), errors="coerce").notna().any():
+        events = gc_events[gc_events["trial"] == trial["trial"].iloc[0]]
+        first_sample = trial.groupby("iteration")["sample"].min()
+        by_sample = trial.set_index("sample")["numpy_bytes"]
+        for generation, group in events.groupby("generation"):
+            xs = [first_sample[i] for i in group["iteration"] if i in first_sample.index]
+            if xs:
                 legend = f"GC collection, gen {generation}" if generation not in marked_generations else None
                 marked_generations.add(int(generation))
-                ax_numpy.scatter(xs, ys, marker=GC_MARKERS.get(int(generation), "o"), s=70,
+                ax_numpy.scatter(xs, by_sample.loc[xs] / MB, marker=GC_MARKERS.get(int(generation), "o"), s=70,
                                  facecolors="none", edgecolors="black", zorder=5, label=legend)
     ax_numpy.set_ylabel("numpy array bytes (MB, tracemalloc)")
-    ax_rss.set_ylabel("RSS (MB, psutil)")
+    ax_rss.set_ylabel("RSS growth since start (MB, psutil)")
     ax_rss.set_xlabel("sample point (0 = start, then each sample point of each iteration in turn)")
     ax_numpy.set_title(f"{experiment.name}: {experiment.title}", fontsize=10)
-    ax_numpy.legend(fontsize=8, loc="upper left")
+    handles: dict[str, Any] = {}
+    for ax in (ax_numpy, ax_rss):  # a variant without numpy figures has a line only below
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    ax_numpy.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left")
     ax_numpy.grid(alpha=0.3)
     ax_rss.grid(alpha=0.3)
     fig.tight_layout()

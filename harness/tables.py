@@ -163,7 +163,7 @@ def summarize(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
         values = column(name)
         row[f"{name}_final"] = _int_or_none(values.iloc[-1]) if len(values) else None
 
-    model = experiment.expected(outcome.variant, Params(outcome.params))
+    model = experiment.expected_for(outcome.variant, Params(outcome.params))
     row["expected_numpy_bytes_final"] = model.numpy_bytes_final
     row["expected_numpy_bytes_peak"] = model.numpy_bytes_peak
     row["measured_over_expected"] = _ratio(row["numpy_bytes_final"], model.numpy_bytes_final)

@@ -51,3 +51,31 @@ def test_overhead_of_each_probe_is_reported(tmp_path: Path) -> None:
 def test_bad_parameter_value_raises_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="must be at least 1"):
         harness.run("exp17", params={"iterations": 0}, out=tmp_path, progress=False)
+
+
+def test_external_variants_are_judged_by_the_model_of_the_variant_they_behave_as() -> None:
+    from harness.model import modelled_as
+
+    assert modelled_as("weakref") == "weakref"
+    assert modelled_as("dezero_official") == "retain_grad"
+    assert modelled_as("dezero_official_no_grad") == "no_grad"
+    assert modelled_as("torch") == "torch"  # no model: its buffers are not numpy's
+
+
+def test_the_measured_process_imports_neither_pandas_nor_matplotlib() -> None:
+    """Every experiment's trial starts without the harness's table and plot
+    libraries, so they add nothing to the RSS it measures."""
+    import subprocess
+    import sys
+
+    from harness.registry import all_experiments
+
+    for name in all_experiments():
+        code = (
+            "import sys, harness.trial\n"
+            "from harness.registry import get_experiment\n"
+            f"get_experiment({name!r})\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "[]", name
