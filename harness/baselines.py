@@ -44,6 +44,15 @@ class CiSize:
 CI_SIZES: dict[str, CiSize] = {
     # 20 graphs of 4 x 80,000 bytes: strongref ends at 6.4 MB, weakref at 320 kB.
     "exp17": CiSize({"gc": "off", "iterations": 20}),
+    # Five graphs of 4 x 8,000 bytes, one census collection (the GC is off by definition).
+    "exp16": CiSize({"iterations": 5, "size": 1000}),
+    # Below 256 KiB, so numpy's temporary elision does not apply: the models' small-array case.
+    "exp18_retain_grad": CiSize({"gc": "off", "iterations": 2, "size": 1000}),
+    # x = np.ones((20, 20, 20)): 64,000-byte arrays.
+    "exp18_no_grad": CiSize({"gc": "off", "side": 20}),
+    # exp17_sweep has no CI size: its claims are about where the GC's
+    # collections fall (GC on), which `check` judges in its own tests; a
+    # baseline would compare only what exp17's already does.
 }
 
 
