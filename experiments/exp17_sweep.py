@@ -2,7 +2,8 @@
 
 exp17's loop (x = Variable(randn(size)); y = square(...(x)), `depth` deep),
 run long enough (`iterations`, default 200) for the collector to run, with
-the GC on. Sweep the array size and the depth from the command line:
+the GC on, over four array sizes by default (1e2 to 1e5). Sweep the depth
+too, or other sizes, from the command line:
 
     python -m harness run exp17_sweep --param size=1e2,1e3,1e4,1e5 --param depth=1,3,9
 
@@ -112,7 +113,7 @@ EXPERIMENT = Experiment(
     variants=("strongref", "weakref", "no_grad"),
     params=(
         Param("iterations", int, 200, "loop iterations (graphs built)", minimum=1),
-        Param("size", int, 10000, "elements per array (sweep: --param size=1e2,1e3,1e4,1e5)", minimum=1),
+        Param("size", int, 10000, "elements per array (swept by default)", minimum=1),
         Param("depth", int, 3, "nested square() calls per graph (sweep: --param depth=1,3,9)", minimum=1),
         GC_PARAM,
         SEED_PARAM,
@@ -121,6 +122,7 @@ EXPERIMENT = Experiment(
     expected=expected,
     expectations=expectations,
     probes=("tracemalloc", "rss", "gc", "census"),
+    sweep={"size": (100, 1_000, 10_000, 100_000)},
     comparisons=(
         Ordering("with the GC on, strongref's peak is above weakref's", "numpy_bytes_peak", ">",
                  left=STRONG_GC_ON, right={"variant": "weakref", "gc": "on"}),

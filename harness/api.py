@@ -65,7 +65,11 @@ def run(
     force: bool = False,
 ) -> Run:
     """Run an experiment; a parameter given a list is swept. `force` runs trials the
-    memory guard refuses, each under an address-space limit (see harness.guard)."""
+    memory guard refuses, each under an address-space limit (see harness.guard).
+
+    Interrupted (Ctrl-C, SIGTERM), the run writes what it measured, marks
+    itself interrupted, and the interrupt is raised again, as a notebook
+    expects; `harness.load` reads the partial run back."""
     config = RunConfig(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
@@ -73,6 +77,8 @@ def run(
         trial_env=dict(trial_env or {}), malloc_trim=malloc_trim, force=force,
     )
     result = run_experiment(config, show_progress=progress)
+    if result.interrupted_by is not None:
+        raise KeyboardInterrupt(f"run stopped by signal {result.interrupted_by}; what it measured is in {result.path}")
     return Run(result.path, result.meta, **result.tables)
 
 

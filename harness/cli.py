@@ -145,7 +145,8 @@ def cmd_list() -> int:
         print(f"    variants: {', '.join(experiment.variants)}")
         for p in experiment.params:
             choices = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else ""
-            print(f"    --param {p.name}={p.default}{choices}  {p.help}")
+            default = ",".join(str(v) for v in experiment.default_values(p.name))
+            print(f"    --param {p.name}={default}{choices}  {p.help}")
     print("variants:")
     for variant in all_variants():
         state = "" if variant.available() else f"  [not installed: {variant.install_hint}]"

@@ -37,6 +37,9 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
 
+    def kind(self) -> str:
+        return {int: "a whole number", float: "a number", str: "a string"}.get(self.type, self.type.__name__)
+
     def parse(self, text: str) -> Any:
         """Turn one command-line value into a checked value of this parameter."""
         if self.type is int:
@@ -52,14 +55,14 @@ class Param:
 
     def validate(self, value: Any) -> Any:
         if self.type in (int, float) and isinstance(value, bool):
-            raise UsageError(f"parameter {self.name!r} takes a {self.type.__name__}, got {value!r}")
+            raise UsageError(f"parameter {self.name!r} takes {self.kind()}, got {value!r}")
         if self.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
         if self.type is float and isinstance(value, int):
             value = float(value)
         if not isinstance(value, self.type):
             raise UsageError(
-                f"parameter {self.name!r} takes a {self.type.__name__}, got {value!r}"
+                f"parameter {self.name!r} takes {self.kind()}, got {value!r}"
             )
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(str(c) for c in self.choices)
@@ -202,6 +205,8 @@ class Experiment:
     expected: Callable[[str, Params], Expected]
     expectations: Callable[[str, Params], list[Expectation]]
     probes: tuple[str, ...] = DEFAULT_PROBES
+    # Parameters swept by default (name -> values) unless the user sets them.
+    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     doc: str = ""
     # Statements comparing trials of one run (harness.check.Ordering, Trend),
     # e.g. "with the GC on, strongref's peak is above weakref's".
@@ -216,6 +221,10 @@ class Experiment:
 
     def defaults(self) -> Params:
         return Params({p.name: p.default for p in self.params})
+
+    def default_values(self, name: str) -> list[Any]:
+        """The values a trial plan takes for `name` when the user does not set it."""
+        return list(self.sweep.get(name, (self.param(name).default,)))
 
     def expected_for(self, variant: str, params: Params) -> Expected:
         """The model's bytes for a trial of `variant`, an external one included."""

@@ -139,7 +139,7 @@ def make_plan(config: RunConfig) -> Plan:
         if probe not in PROBE_NAMES:
             raise UsageError(f"unknown probe {probe!r}; choose from: {', '.join(PROBE_NAMES)}")
 
-    values: dict[str, list[Any]] = {p.name: [p.default] for p in experiment.params}
+    values: dict[str, list[Any]] = {p.name: experiment.default_values(p.name) for p in experiment.params}
     for name, given in config.params.items():
         param = experiment.param(name)
         given_list = given if isinstance(given, (list, tuple)) else [given]

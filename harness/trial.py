@@ -183,7 +183,7 @@ def _probe_overhead(spec: TrialSpec, engine: Any, measured_seconds: float) -> di
     Repeated (median) when the workload is short; once when it is long, so
     the measurement of cost does not dominate the run.
     """
-    repeats = 5 if measured_seconds < 0.5 else 1
+    repeats = 5 if measured_seconds < 0.02 else 3 if measured_seconds < 0.1 else 1
 
     def timed(probe_names: list[str]) -> float:
         times = []
