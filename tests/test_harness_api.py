@@ -79,3 +79,12 @@ def test_the_measured_process_imports_neither_pandas_nor_matplotlib() -> None:
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "[]", name
+
+
+def test_an_experiment_sweeps_its_default_values_unless_the_user_sets_them() -> None:
+    from harness.runner import RunConfig, make_plan
+
+    plan = make_plan(RunConfig("exp17_sweep"))
+    assert [p["size"] for p in plan.param_sets] == [100, 1_000, 10_000, 100_000]
+    plan = make_plan(RunConfig("exp17_sweep", params={"size": [500]}))
+    assert [p["size"] for p in plan.param_sets] == [500]
