@@ -77,7 +77,7 @@ def human_bytes(n: float) -> str:
 
 def trial_needs(experiment: Experiment, variants: list[str], param_sets: list[Params]) -> list[TrialNeed]:
     return [
-        TrialNeed(variant, dict(params), experiment.expected(variant, Params(params)).numpy_bytes_peak)
+        TrialNeed(variant, dict(params), experiment.expected_for(variant, Params(params)).numpy_bytes_peak)
         for params in param_sets
         for variant in variants
     ]
