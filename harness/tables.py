@@ -55,9 +55,9 @@ SUMMARY_COLUMNS = {
     "expected_numpy_bytes_peak": "the analytic model's peak bytes",
     "measured_over_expected": "numpy_bytes_final / expected_numpy_bytes_final",
     "peak_measured_over_expected": "numpy_bytes_peak / expected_numpy_bytes_peak",
-    "workload_seconds": "the measured workload's time, probes included",
-    "bare_workload_seconds": "the workload's time with no probe (median of repeats)",
-    "overhead_all_probes": "workload_seconds / bare_workload_seconds: what measuring cost",
+    "workload_seconds": "the measured workload's time, probes included (the process's first run: cold pages)",
+    "bare_workload_seconds": "the workload's time with no probe, run again after the measured run (median of repeats)",
+    "overhead_all_probes": "time with every probe / bare_workload_seconds, both run after the measured run",
     # and overhead_<probe>: the workload's time with that probe alone / with none
 }
 
@@ -171,7 +171,7 @@ def summarize(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
 
     row["workload_seconds"] = outcome.result.get("workload_seconds")
     row["bare_workload_seconds"] = outcome.result.get("bare_workload_seconds")
-    row["overhead_all_probes"] = _ratio(row["workload_seconds"], row["bare_workload_seconds"])
+    row["overhead_all_probes"] = outcome.result.get("overhead_all_probes")
     row.update({k: v for k, v in outcome.result.items() if k.startswith("overhead_")})
     return row
 
