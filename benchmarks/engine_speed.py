@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
-import importlib.util
 import platform
 import sys
 import time
@@ -64,32 +63,14 @@ def dezero_style(module: ModuleType) -> SimpleNamespace:
 
 
 def load_official_dezero() -> tuple[ModuleType | None, str]:
-    """The official core_simple.py by file path, without importing the dezero package."""
-    spec = importlib.util.find_spec("dezero")
-    if spec is None or not spec.submodule_search_locations:
+    """The official core_simple.py, loaded by file path as the harness's
+    `dezero_official` variant loads it (its package __init__ fails on numpy 2)."""
+    from engine.adapters.dezero_official import core_simple_path, load_core_simple
+
+    path = core_simple_path()
+    if path is None:
         return None, "official DeZero is not installed"
-    path = Path(list(spec.submodule_search_locations)[0]) / "core_simple.py"
-    if not path.exists():
-        return None, f"official DeZero found but {path} is missing"
-    module_spec = importlib.util.spec_from_file_location("dezero_core_simple", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    # core_simple defines the operators as functions and installs them on
-    # Variable only when setup_variable() is called (dezero/__init__ does it).
-    module.setup_variable()
-
-    # core_simple has no square (the book's step 22 keeps it in the notebook):
-    # the book's Square, on the official Function.
-    class Square(module.Function):
-        def forward(self, x):
-            return x**2
-
-        def backward(self, gy):
-            x = self.inputs[0].data
-            return 2 * x * gy
-
-    module.square = lambda x: Square()(x)
-    return module, f"dezero {dezero_version()} ({path})"
+    return load_core_simple(), f"dezero {dezero_version()} ({path})"
 
 
 def dezero_version() -> str:

@@ -3,48 +3,41 @@
     import harness
     run = harness.run("exp17", params={"iterations": 20, "gc": "off"})
     run.summary            # pandas DataFrame, one row per trial
-    run.samples, run.gc_events, run.timeline
-    run.figures()          # {"memory": Figure, "summary": Figure}
+    run.samples, run.gc_events, run.timeline, run.records
+    run.checks()           # the experiment's expectations, judged
+    run.figures()          # {"memory": Figure, "summary": Figure, ...}
     run.path               # the run directory written under results/
 
 `harness.load(path)` reads a finished run back the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.check import CheckResult, check_summary
+from harness.check import CheckResult, ComparisonResult, check_summary
 from harness.registry import get_experiment
+from harness.results import TABLES, StoredRun, load_run
 from harness.runner import DEFAULT_OUT, RunConfig, run_experiment
 
 
-@dataclass
-class Run:
-    path: Path
-    meta: dict[str, Any]
-    samples: pd.DataFrame
-    gc_events: pd.DataFrame
-    timeline: pd.DataFrame
-    records: pd.DataFrame
-    summary: pd.DataFrame
+class Run(StoredRun):
+    """A run's directory, metadata and tables (see harness.tables), with its
+    checks and figures computed on demand."""
 
     @property
     def experiment(self) -> str:
         return self.meta["experiment"]
 
-    def checks(self) -> list[CheckResult]:
+    def checks(self) -> list[CheckResult | ComparisonResult]:
         return check_summary(get_experiment(self.experiment), self.summary)
 
     def figures(self) -> dict[str, Figure]:
         from harness.plots import figures
 
-        tables = {"samples": self.samples, "gc_events": self.gc_events,
-                  "timeline": self.timeline, "records": self.records, "summary": self.summary}
+        tables = {name: getattr(self, name) for name in TABLES}
         return figures(get_experiment(self.experiment), tables)
 
 
@@ -83,8 +76,5 @@ def run(
 
 
 def load(path: Path | str) -> Run:
-    from harness.results import load_run
-
     stored = load_run(Path(path))
-    return Run(stored.path, stored.meta, stored.samples, stored.gc_events, stored.timeline,
-               stored.records, stored.summary)
+    return Run(stored.path, stored.meta, **{name: getattr(stored, name) for name in TABLES})
