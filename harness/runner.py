@@ -321,7 +321,7 @@ def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
         "run_id": run_dir.name,
         "command": config.command or " ".join(sys.argv),
         "variants": plan.variants,
-        "params": {k: (v if isinstance(v, list) else v) for k, v in _param_values(plan).items()},
+        "params": _param_values(plan),
         "repeats": config.repeats,
         "jobs": config.jobs,
         "probes": plan.probes,
