@@ -93,6 +93,15 @@ def baseline_dir(experiment: str, root: Path = BASELINES_DIR) -> Path:
     return Path(root) / experiment
 
 
+def same_python_minor(experiment: str = "exp17", root: Path = BASELINES_DIR) -> bool:
+    """Whether this interpreter's minor version is the one the baseline was made
+    on: compare refuses others, since the collector and allocator differ."""
+    from harness.results import read_meta
+
+    made_on = read_meta(baseline_dir(experiment, root))["python"].split(".")[:2]
+    return made_on == [str(sys.version_info.major), str(sys.version_info.minor)]
+
+
 def refresh(experiment: str, root: Path = BASELINES_DIR) -> Path:
     """Run at CI size and write the baseline; refuse a run that failed or fails its checks."""
     with tempfile.TemporaryDirectory(prefix="baseline-") as scratch:

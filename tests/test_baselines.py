@@ -7,12 +7,20 @@ import textwrap
 
 import pytest
 
-from harness.baselines import BASELINES_DIR, CI_PROBES, CI_SIZES, covered, main, refresh
+from harness.baselines import BASELINES_DIR, CI_PROBES, CI_SIZES, covered, main, refresh, same_python_minor
 from harness.check import check_summary
 from harness.compare import compare
 from harness.errors import UsageError
 from harness.registry import all_experiments
 from harness.results import read_meta, read_table
+
+
+# The committed baselines are comparable only on the Python minor version
+# they were made on (CI's); elsewhere these comparisons cannot be made.
+on_baseline_python = pytest.mark.skipif(
+    not same_python_minor(), reason="the committed baselines were made on another Python minor "
+    "version, and compare refuses to compare across them (refresh them to test here)",
+)
 
 
 def test_every_ci_size_names_a_registered_experiment():
@@ -42,6 +50,7 @@ def test_the_exp17_baseline_holds_the_seeds_figures():
     assert summary.loc["no_grad", "numpy_bytes_final"] == 160_000
 
 
+@on_baseline_python
 def test_refresh_writes_a_baseline_that_check_accepts(tmp_path, capsys):
     target = refresh("exp17", tmp_path)
     assert sorted(p.name for p in target.iterdir()) == ["meta.json", "summary.csv"]
