@@ -1,7 +1,7 @@
 """The memory guard: refuse a trial the machine cannot hold, before it starts.
 
 A trial's need is the analytic model's numpy peak for it
-(`Experiment.expected(...).numpy_bytes_peak`) plus INTERPRETER_BYTES for the
+(`Experiment.expected_for(...).numpy_bytes_peak`) plus INTERPRETER_BYTES for the
 trial's own interpreter (Python, numpy, pandas-free probes: about 100 MB
 resident, measured). Trials that run at once (`--jobs N`) share the memory:
 each may use an equal share of what is usable, which is the memory psutil
