@@ -67,7 +67,7 @@ def expected(variant: str, p: Params) -> Expected:
     ownership = GRAPH_OWNERSHIP.get(variant)
     if ownership == CYCLIC:
         # With the GC on this is the upper bound: what is held if no collection runs.
-        return Expected(p.iterations * graph, p.iterations * graph)
+        return Expected(p.iterations * graph, p.iterations * graph, bound=p.gc == "on")
     if ownership == REFCOUNTED:
         return Expected(graph, graph * min(p.iterations, 2))
     if ownership == NO_GRAPH:

@@ -33,7 +33,6 @@ threshold T (700 in CPython 3.11):
 """
 from __future__ import annotations
 
-import gc
 import math
 
 from experiments.exp17 import expected as exp17_expected
@@ -50,18 +49,20 @@ from harness.experiment import (
     SEED_PARAM,
     Trend,
 )
-from harness.model import CYCLIC, GRAPH_OWNERSHIP, chain_bytes, graphs_per_collection, strongref_graph_containers
+from harness.model import (
+    CYCLIC,
+    GRAPH_OWNERSHIP,
+    chain_bytes,
+    gen0_threshold,
+    graphs_per_collection,
+    strongref_graph_containers,
+)
 
 PEAK_PROPORTIONALITY_TOLERANCE = 0.05
 
 
-def gen0_threshold() -> int:
-    # The trial runs in this same interpreter, with the default thresholds.
-    return gc.get_threshold()[0]
-
-
 def no_collection_possible(p: Params) -> bool:
-    return p.iterations * strongref_graph_containers(p.depth) < gen0_threshold()
+    return p.iterations * strongref_graph_containers(p.depth) < gen0_threshold(p)
 
 
 def expected(variant: str, p: Params) -> Expected:
@@ -73,7 +74,7 @@ def expected(variant: str, p: Params) -> Expected:
 
 def strongref_peak_floor(p: Params) -> int:
     """Bytes of the whole graphs alive before the first collection can come."""
-    whole_graphs = math.floor(graphs_per_collection(p.depth, gen0_threshold())) - 1
+    whole_graphs = math.floor(graphs_per_collection(p.depth, gen0_threshold(p))) - 1
     return min(p.iterations, whole_graphs) * chain_bytes(p.size, p.depth, p.dtype)
 
 
@@ -84,10 +85,10 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
         every_graph = p.iterations * chain_bytes(p.size, p.depth, p.dtype)
         checks = [Expectation(
             f"strongref's peak: at least the graphs built before the first collection "
-            f"(floor({gen0_threshold()} / {strongref_graph_containers(p.depth)}) - 1), at most every graph",
+            f"(floor({gen0_threshold(p)} / {strongref_graph_containers(p.depth)}) - 1), at most every graph",
             "numpy_bytes_peak", "between", (strongref_peak_floor(p), every_graph),
         )]
-        if p.iterations * strongref_graph_containers(p.depth) >= 2 * gen0_threshold():
+        if p.iterations * strongref_graph_containers(p.depth) >= 2 * gen0_threshold(p):
             checks.append(Expectation(
                 "twice the gen-0 threshold in containers is allocated: the collector ran",
                 "gc_collections", ">=", 1,

@@ -69,7 +69,7 @@ def expected(variant: str, p: Params) -> Expected:
         return Expected(graph, graph)
     if ownership == CYCLIC:
         # With the GC on, the upper bound: what is held if no collection runs.
-        return Expected(p.iterations * graph, p.iterations * graph)
+        return Expected(p.iterations * graph, p.iterations * graph, bound=p.gc == "on")
     if ownership == NO_GRAPH:
         return Expected(2 * n, min(p.depth + 1, 3) * n)
     return Expected(None, None)

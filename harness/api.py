@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from harness.check import CheckResult, ComparisonResult, check_summary
 from harness.registry import get_experiment
-from harness.results import TABLES, StoredRun, load_run
+from harness.results import TABLES, StoredRun, load_run, stored_observer_results
 from harness.runner import DEFAULT_OUT, RunConfig, run_experiment
 
 
@@ -31,8 +31,8 @@ class Run(StoredRun):
     def experiment(self) -> str:
         return self.meta["experiment"]
 
-    def checks(self) -> list[CheckResult | ComparisonResult]:
-        return check_summary(get_experiment(self.experiment), self.summary)
+    def checks(self) -> list[CheckResult | ComparisonResult | Any]:
+        return stored_observer_results(self.path) + check_summary(get_experiment(self.experiment), self.summary)
 
     def figures(self) -> dict[str, Figure]:
         from harness.plots import figures
@@ -50,7 +50,8 @@ def run(
     out: Path | str = DEFAULT_OUT,
     probes: Sequence[str] = (),
     timeout_s: float | None = None,
-    measure_overhead: bool = True,
+    measure_overhead: bool = False,
+    verify_observer: bool = False,
     plots: bool = True,
     progress: bool = True,
     trial_env: dict[str, str] | None = None,
@@ -66,7 +67,7 @@ def run(
     config = RunConfig(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
-        measure_overhead=measure_overhead, plots=plots, command=f"harness.run({experiment!r}, ...)",
+        measure_overhead=measure_overhead, verify_observer=verify_observer, plots=plots, command=f"harness.run({experiment!r}, ...)",
         trial_env=dict(trial_env or {}), malloc_trim=malloc_trim, force=force,
     )
     result = run_experiment(config, show_progress=progress)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.experiment import Expectation, Experiment, Ordering, Params, Ref, Trend
 
+THRESHOLD_COLUMNS = ("gc_threshold_gen0", "gc_threshold_gen1", "gc_threshold_gen2")
 RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, "==": operator.eq, ">=": operator.ge, ">": operator.gt,
 }
@@ -107,6 +108,9 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
         if row.get("status") != "ok":
             continue
         params = Params({name: _native(row[name]) for name in param_names})
+        for name in THRESHOLD_COLUMNS:  # the trial's own GC thresholds, for models that use them
+            if name in row and not pd.isna(row[name]):
+                params[name] = int(row[name])
         record = {key: _native(value) for key, value in row.items()}
         records.append(record)
         for expectation in experiment.expectations_for(str(row["variant"]), params):
@@ -116,7 +120,7 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
                 CheckResult(
                     trial=int(row["trial"]),
                     variant=str(row["variant"]),
-                    params=dict(params),
+                    params={name: params[name] for name in param_names},
                     expectation=expectation,
                     measured=record.get(expectation.metric),
                     expected=expectation.expected_value(record),

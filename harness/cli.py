@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="probe to enable (repeatable; default: the experiment's own)")
     run.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                      help="fail a trial that runs longer than this")
-    run.add_argument("--no-overhead", action="store_true", help="skip measuring the probes' own cost")
+    run.add_argument("--overhead", action="store_true",
+                     help="also time the workload with no probe, every probe and each alone, in 7 interleaved "
+                          "rounds per trial, and report median ratios with their interquartile range")
+    run.add_argument("--no-overhead", action="store_true", help=argparse.SUPPRESS)  # the default now
+    run.add_argument("--verify-observer", action="store_true",
+                     help="run a twin of each trial with no probe and check that the probes did not move the GC")
     run.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                      help="environment for the trial processes, e.g. MALLOC_MMAP_THRESHOLD_=65536 (repeatable)")
@@ -171,7 +176,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out=args.out,
         probes=args.probe,
         timeout_s=args.timeout,
-        measure_overhead=not args.no_overhead,
+        measure_overhead=args.overhead,
+        verify_observer=args.verify_observer,
         plots=not args.no_plots,
         trial_env=_env_pairs(args.env),
         malloc_trim=args.malloc_trim,
@@ -214,11 +220,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from harness.check import check_summary
     from harness.registry import get_experiment
-    from harness.results import load_run
+    from harness.results import load_run, stored_observer_results
 
     run = load_run(args.run_dir)
     experiment = get_experiment(run.meta["experiment"])
-    checks = check_summary(experiment, run.summary)
+    checks = stored_observer_results(run.path) + check_summary(experiment, run.summary)
     _print_checks(checks)
     if not checks:
         print("no expectation applies to this run's trials")

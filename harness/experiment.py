@@ -187,10 +187,13 @@ class Trend:
 @dataclass(frozen=True)
 class Expected:
     """The model's array bytes for one trial: held at the end, and the peak.
-    None where the model makes no exact claim."""
+    None where the model makes no claim. `bound`: the figures are an upper
+    bound, not a prediction (strongref with the GC on: what would be held if
+    no collection ran) -- shown as a bound, never divided into a ratio."""
 
     numpy_bytes_final: int | None
     numpy_bytes_peak: int | None = None
+    bound: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ one array for both inputs, and it is one buffer). The blocks:
 """
 from __future__ import annotations
 
+import gc
 from fractions import Fraction
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -68,6 +70,13 @@ CONTAINERS_PER_OP = 5
 def strongref_graph_containers(depth: int) -> int:
     """GC-tracked objects one strongref chain of `depth` unary ops leaves behind."""
     return CONTAINERS_PER_OP * depth + 1
+
+
+def gen0_threshold(p: Mapping[str, Any]) -> int:
+    """Gen-0's threshold in the trial the parameters belong to (700 on CPython
+    3.11 and 3.12, 2000 on 3.13), else this interpreter's."""
+    threshold = p.get("gc_threshold_gen0")
+    return int(threshold) if threshold is not None else gc.get_threshold()[0]
 
 
 def graphs_per_collection(depth: int, gen0_threshold: int) -> Fraction:

@@ -144,6 +144,15 @@ def _still_running(run_dir: Path) -> str:
     return ""
 
 
+def stored_observer_results(run_dir: Path) -> list[Any]:
+    """The observer check's findings, where the run made one (`--verify-observer`)."""
+    from harness.observer import results_from_table
+
+    if not (Path(run_dir) / "observer.csv").is_file():
+        return []
+    return results_from_table(read_table(run_dir, "observer"))
+
+
 def load_run(run_dir: Path | str) -> StoredRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

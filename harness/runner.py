@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,10 +36,11 @@ from harness.errors import UsageError
 from harness.experiment import Experiment, Params
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.meta import PROJECT_ROOT, collect_metadata
-from harness.probes import PROBE_NAMES
+from harness.probes import PROBE_NAMES, sample_columns_for
+from harness.probes.sampler import read_phases, read_samples
 from harness.registry import get_experiment
 from harness.tables import TrialOutcome, build_tables
-from harness.trial import TrialSpec
+from harness.trial import TrialSpec, phase_file, sample_file
 
 DEFAULT_OUT = Path("results")
 
@@ -54,7 +55,7 @@ class RunConfig:
     out: Path = DEFAULT_OUT
     probes: Sequence[str] = ()
     timeout_s: float | None = None
-    measure_overhead: bool = True
+    measure_overhead: bool = False
     plots: bool = True
     command: str = ""
     # Allocator controls, so RSS shows freed memory: extra environment for
@@ -65,6 +66,9 @@ class RunConfig:
     malloc_trim: bool = False
     # Run trials the memory guard would refuse, each under an address-space limit.
     force: bool = False
+    # Run a blind twin beside every trial and check that the probes did not
+    # move the collector (harness.observer).
+    verify_observer: bool = False
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Plan:
     config: RunConfig
 
     def specs(self, run_dir: Path, memory_limit_bytes: int | None = None) -> list[TrialSpec]:
+        """The trials of the plan (and, with verify_observer, their blind twins after them)."""
         specs = []
         combos = itertools.product(self.param_sets, self.variants, range(self.config.repeats))
         for n, (params, variant, repeat) in enumerate(combos):
@@ -96,6 +101,9 @@ class Plan:
                     parent_pid=os.getpid(),
                 )
             )
+        if self.config.verify_observer:
+            specs += [replace(spec, trial=spec.trial + len(specs), blind=True,
+                              events_path=spec.events_path.replace(".jsonl", "-blind.jsonl")) for spec in specs]
         return specs
 
 
@@ -149,7 +157,13 @@ def make_plan(config: RunConfig) -> Plan:
     return Plan(experiment, variants, param_sets, probes, config)
 
 
-def _read_events(path: Path, outcome: TrialOutcome) -> None:
+def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
+    path = Path(spec.events_path)
+    outcome.probes = [] if spec.blind else list(spec.probes)
+    columns = sample_columns_for(spec.probes, spec.blind)
+    outcome.sample_rows = read_samples(sample_file(path), columns)
+    outcome.sample_columns = columns[:-1]  # without the marker
+    outcome.phases = read_phases(phase_file(path))
     if not path.exists():
         return
     with path.open(encoding="utf-8") as stream:
@@ -159,11 +173,7 @@ def _read_events(path: Path, outcome: TrialOutcome) -> None:
             except json.JSONDecodeError:
                 break  # a line cut off by a kill: keep what came before
             kind = event.pop("event", None)
-            if kind == "sample":
-                outcome.samples.append(event)
-            elif kind == "gc":
-                outcome.gc_events.append(event)
-            elif kind == "record":
+            if kind == "record":
                 outcome.records.append(event)
             elif kind == "timeline":
                 outcome.timeline.extend(event["points"])
@@ -272,7 +282,7 @@ def execute_trial(
         finally:
             process.wait()
             interruption.finished(process)
-    _read_events(events_path, outcome)
+    _read_events(spec, outcome)
     if interruption.signum is not None and process.returncode != 0 and outcome.status != "timeout":
         outcome.status = "interrupted"
         outcome.error = f"stopped by {signal.Signals(interruption.signum).name} to the run"
@@ -383,6 +393,7 @@ def run_experiment(
     config: RunConfig, show_progress: bool = True, notify: Callable[[str], None] = _stderr
 ) -> RunResult:
     from harness.check import check_summary
+    from harness.observer import compare_with_reference, observer_table
     from harness.plots import write_plots
     from harness.results import new_run_dir, write_json, write_table
 
@@ -416,10 +427,18 @@ def run_experiment(
         finally:
             close()
 
+        measured = [o for o, spec in zip(outcomes, specs) if not spec.blind]
+        twins = {o.trial - len(measured): o for o, spec in zip(outcomes, specs) if spec.blind}
+        outcomes = measured
         tables = build_tables(plan.experiment, outcomes)
+        checks: list[Any] = []
+        if config.verify_observer:
+            findings = [f for o in outcomes if o.trial in twins for f in compare_with_reference(o, twins[o.trial])]
+            tables["observer"] = observer_table(findings)
+            checks += findings
         for name, table in tables.items():
             write_table(run_dir / f"{name}.csv", table)
-        checks = check_summary(plan.experiment, tables["summary"])
+        checks += check_summary(plan.experiment, tables["summary"])
         if config.plots and interruption.signum is None:
             meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables)]
         failed = [o for o in outcomes if o.status != "ok"]

@@ -3,10 +3,12 @@ fresh Python process so no other trial's heap, allocator or GC state can
 leak into its numbers.
 
 The parent (`harness.runner`) starts `python -m harness.trial` with the
-`TrialSpec` as JSON on stdin. The trial appends one JSON line per event to
+`TrialSpec` as JSON on stdin. Sample rows go to a binary file beside the
+event log (`harness.probes.sampler`: a sample point allocates nothing, so it
+cannot move the collector); the trial appends one JSON line per event to
 `events_path`, flushed as it goes, so whatever it measured survives if it is
-killed: `sample` (one row of probe readings), `gc` (one collection),
-`timeline` (memory_profiler's points), then `result` or `error`.
+killed: `start`, `record` (the workload's own rows), `timeline`
+(memory_profiler's points), then `result` or `error`.
 
 A trial dies with the run that started it (so a killed run leaves no
 orphan still allocating), and a forced run's trial limits its own address
@@ -25,6 +27,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Callable
 
 import numpy as np
@@ -32,7 +35,11 @@ import numpy as np
 from engine.variants import get_variant
 from harness.experiment import Params, Workbench
 from harness.probes import SAMPLE_PROBES, SAMPLED, TrialState
+from harness.probes.gc_state import GcStateView
+from harness.probes.gc_state import locate as locate_gc_state
+from harness.probes.numpy_domain import NumpyDomainTracer
 from harness.probes.sampled import run_sampled
+from harness.probes.sampler import Sampler, sample_columns
 
 SAMPLED_INTERVAL_S = 0.005
 
@@ -47,7 +54,8 @@ class TrialSpec:
     seed: int
     probes: list[str]
     events_path: str
-    measure_overhead: bool = True
+    measure_overhead: bool = False
+    blind: bool = False  # no sample point reads anything: the reference for the observer check
     malloc_trim: bool = False
     memory_limit_bytes: int | None = None  # RLIMIT_AS for a forced run
     parent_pid: int | None = None  # the run's process, which this trial must not outlive
@@ -62,6 +70,9 @@ class EventLog:
     def emit(self, event: str, **fields: Any) -> None:
         self._stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
         self._stream.flush()
+
+
+NULL_LOG = EventLog(open(os.devnull, "w", encoding="utf-8"))  # for the overhead re-runs
 
 
 def _jsonable(value: Any) -> Any:
@@ -83,132 +94,158 @@ def malloc_trimmer() -> Callable[[], None]:
     return lambda: trim(0)
 
 
-def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: EventLog | None) -> dict[str, Any]:
-    """Run the workload once with the given probes; return timings and probe results."""
+def sample_file(events_path: str | Path) -> Path:
+    """Where a trial's sample rows go, beside its event log."""
+    return Path(events_path).with_suffix(".samples")
+
+
+def phase_file(events_path: str | Path) -> Path:
+    return Path(events_path).with_suffix(".phases")
+
+
+def _gc_totals(view: GcStateView) -> dict[str, list[int]]:
+    return {
+        "count": [v.value for v in view.count],
+        "collections": [v.value for v in view.collections],
+        "collected": [v.value for v in view.collected],
+        "uncollectable": [v.value for v in view.uncollectable],
+    }
+
+
+def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: EventLog,
+                  samples_to: Path | None, phases_to: Path | None = None, blind: bool = False) -> dict[str, Any]:
+    """Run the workload once with the given probes; return timings and what was read at its end.
+
+    `blind`: no sample point reads anything (the workload runs as if no probe
+    existed); the collector's totals and the numpy bytes are still read at
+    the end, which is what the observer check compares against.
+    """
     from harness.registry import get_experiment
 
     experiment = get_experiment(spec.experiment)
     params = Params(spec.params)
-    state = TrialState(engine)
-    probes = [SAMPLE_PROBES[name]() for name in SAMPLE_PROBES if name in probe_names]
-    result: dict[str, Any] = {}
-    clock = {"t0": 0.0}
-
-    def on_sample(iteration: int, phase: str) -> None:
-        # Paused collector: a probe cannot trigger a collection, and what it
-        # allocates it frees, so gen-0's count is as the workload left it.
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            if trim_heap is not None:
-                trim_heap()
-            row: dict[str, Any] = {"iteration": iteration, "phase": phase,
-                                   "t_s": time.perf_counter() - clock["t0"]}
-            for probe in probes:
-                probe.sample(row)
-            if log is not None:
-                log.emit("sample", **row)
-                for gc_event in state.events:
-                    log.emit("gc", **gc_event)
-            state.events.clear()
-        finally:
-            if was_enabled:
-                gc.enable()
-
-    def on_record(row: dict[str, Any]) -> None:
-        if log is not None:
-            log.emit("record", **row)
-
+    gc_view, gc_unavailable = locate_gc_state()
+    tracer = NumpyDomainTracer() if engine.numpy_visible else None
+    state = TrialState(engine, gc_view=gc_view, tracer=tracer)
+    probes = [SAMPLE_PROBES[name]() for name in SAMPLE_PROBES if name in probe_names and not blind]
     trim_heap = malloc_trimmer() if spec.malloc_trim else None
-    bench = Workbench(engine, params, np.random.default_rng(spec.seed), state, on_sample, on_record)
+    sampler = Sampler(samples_to, probes, state, phases_to, before_sample=trim_heap)
+    bench = Workbench(engine, params, np.random.default_rng(spec.seed), state,
+                      _no_sample if blind else sampler, lambda row: log.emit("record", **row))
+    result: dict[str, Any] = {"sample_columns": sample_columns(probes)}
 
     def workload() -> float:
+        if tracer is not None:
+            tracer.start()  # from here on, every numpy buffer the trial makes counts
         for probe in probes:
             probe.start(state)
-        # A first reading fills whatever a probe caches on first use (psutil
-        # does); the start sample is the baseline. Both come before the
-        # collection below, so neither is counted against the workload.
-        warm_up: dict[str, Any] = {}
-        for probe in probes:
-            probe.sample(warm_up)
-        clock["t0"] = time.perf_counter()
-        on_sample(-1, "start")
-        # A known GC state: nothing pending, the harness's objects frozen
-        # out of the generations the workload's collections scan, gen-0's
-        # count at zero whatever the probes did. This collection is not the
-        # workload's, so it is not recorded.
+        sampler.warm_up()  # first-use costs of the sample path, before the freeze
+        # A known GC state: nothing pending and everything the harness made
+        # frozen out of the generations the workload's collections scan;
+        # gc.freeze() sets every generation's count to 0. The start sample
+        # reads that state and, like every sample point, leaves it as it was.
         gc.collect()
+        at_start = _gc_totals(gc_view) if gc_view is not None else None
         gc.freeze()
-        # The collection untracked some objects the probes and the event log
-        # replace on their next use; freeing an untracked object does not
-        # lower gen-0's count, so that first use would leave it higher by a
-        # probe-dependent few. One more reading and encoding absorbs it, and
-        # a young collection sets the count to zero for every probe set.
-        settle: dict[str, Any] = {"iteration": -1, "phase": "settle"}
-        for probe in probes:
-            probe.sample(settle)
-        json.dumps(settle, default=_jsonable)
-        del settle
-        gc.collect(0)
-        state.events.clear()
+        if tracer is not None:
+            tracer.take_peak()
+        sampler.start_clock()
+        if not blind:
+            sampler(-1, "start")
         if params.get("gc") == "off":
             gc.disable()
+        started = time.perf_counter()
         try:
-            started = time.perf_counter()
             with engine.configured():
                 experiment.workload(bench)
             return time.perf_counter() - started
         finally:
+            # Read before the collector is enabled again: a collection it set
+            # off now would not be the workload's.
+            gc.disable()
+            if gc_view is not None:
+                result["gc_at_start"] = at_start
+                result["gc_at_end"] = _gc_totals(gc_view)
+            if tracer is not None:
+                result["numpy_bytes_at_end"] = tracer.current()
+                result["numpy_bytes_peak_overall"] = tracer.overall_peak()
+            result["drifted_sample_points"] = sampler.drifted_points
+            result["largest_count_drift"] = sampler.largest_drift
+            result["observer"] = {
+                "gc_state": gc_view is not None,
+                "gc_state_unavailable": gc_unavailable or None,
+                "numpy_totals_by_view": None if tracer is None else tracer.neutral,
+                "probes_not_neutral": [p.name for p in probes if not p.neutral],
+                "blind": blind,
+            }
             gc.enable()
             for probe in probes:
                 probe.stop(result)
-            if log is not None:  # collections after the last sample point
-                for gc_event in state.events:
-                    log.emit("gc", **gc_event)
+            if tracer is not None:
+                foreign = tracer.foreign()
+                if foreign:
+                    result["foreign_tracemalloc_domains"] = {str(k): v for k, v in foreign.items()}
+                tracer.stop()
             gc.unfreeze()
 
-    if SAMPLED in probe_names:
-        timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S)
-        if log is not None:
+    try:
+        if SAMPLED in probe_names and not blind:
+            timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S)
             log.emit("timeline", points=timeline)
-    else:
-        seconds = workload()
+        else:
+            seconds = workload()
+    finally:
+        result["samples"] = sampler.rows
+        result["phases"] = sampler.phases()
+        sampler.close()
     result["workload_seconds"] = seconds
     return result
 
 
-def _probe_overhead(spec: TrialSpec, engine: Any, measured_seconds: float) -> dict[str, float]:
+def _no_sample(iteration: int, phase: str) -> None:
+    pass
+
+
+OVERHEAD_ROUNDS = 7
+
+
+def _probe_overhead(spec: TrialSpec, engine: Any) -> dict[str, float]:
     """Workload time with every probe and with each probe alone, as ratios to
-    the time with no probe.
+    the time with no probe: the median over interleaved rounds, and the
+    interquartile range of the per-round ratios as its spread.
 
     All of these runs come after the measured one, so they compare like with
-    like: the measured run is the process's first, and its arrays meet fresh
-    pages that later runs find already mapped. Repeated (median) when the
-    workload is short; once when it is long, so measuring the cost does not
-    dominate the run.
+    like (the measured run is the process's first: its arrays meet fresh
+    pages that later runs find already mapped). Each round runs every
+    configuration once, in turn, so a change of machine load touches them
+    all alike. Opt-in (`--overhead`): it multiplies a trial's time.
     """
-    repeats = 5 if measured_seconds < 0.02 else 3 if measured_seconds < 0.1 else 1
-
-    def timed(probe_names: list[str]) -> float:
-        times = []
-        for _ in range(repeats):
-            times.append(_run_workload(spec, engine, probe_names, log=None)["workload_seconds"])
+    labels = [("bare", [])] + [("all_probes", list(spec.probes))] + [(name, [name]) for name in spec.probes]
+    times: dict[str, list[float]] = {label: [] for label, _ in labels}
+    for _ in range(OVERHEAD_ROUNDS):
+        for label, probes in labels:
+            result = _run_workload(spec, engine, probes, NULL_LOG, samples_to=None)
+            times[label].append(result["workload_seconds"])
             gc.collect()
-        return statistics.median(times)
-
-    bare = timed([])
-    overhead = {"bare_workload_seconds": bare}
-    for label, probes in [("all_probes", list(spec.probes))] + [(name, [name]) for name in spec.probes]:
-        overhead[f"overhead_{label}"] = timed(probes) / bare if bare > 0 else float("nan")
+    overhead: dict[str, float] = {"bare_workload_seconds": statistics.median(times["bare"])}
+    for label, _ in labels[1:]:
+        ratios = [t / b for t, b in zip(times[label], times["bare"]) if b > 0]
+        if len(ratios) < 2:
+            continue
+        quartiles = statistics.quantiles(ratios, n=4)
+        overhead[f"overhead_{label}"] = statistics.median(ratios)
+        overhead[f"overhead_{label}_iqr"] = quartiles[2] - quartiles[0]
     return overhead
 
 
 def run_trial(spec: TrialSpec, log: EventLog) -> dict[str, Any]:
     engine = get_variant(spec.variant).load()
-    log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0])
-    result = _run_workload(spec, engine, spec.probes, log)
+    log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0],
+             implementation=sys.implementation.name)
+    result = _run_workload(spec, engine, spec.probes, log, sample_file(spec.events_path),
+                           phase_file(spec.events_path), blind=spec.blind)
     if spec.measure_overhead:
-        result.update(_probe_overhead(spec, engine, result["workload_seconds"]))
+        result.update(_probe_overhead(spec, engine))
     return result
 
 

@@ -24,4 +24,14 @@ PROBE_DESCRIPTIONS[SAMPLED] = (
     "for peaks between samples"
 )
 
-__all__ = ["DEFAULT_PROBES", "PROBE_NAMES", "Probe", "SAMPLE_PROBES", "SAMPLED", "TrialState"]
+
+
+def sample_columns_for(probe_names: list[str] | tuple[str, ...], blind: bool = False) -> list[str]:
+    """The columns of a trial's sample rows (the sample file's layout) for its probes."""
+    from harness.probes.sampler import sample_columns
+
+    chosen = [] if blind else [SAMPLE_PROBES[name] for name in SAMPLE_PROBES if name in probe_names]
+    return sample_columns(chosen)
+
+
+__all__ = ["DEFAULT_PROBES", "PROBE_NAMES", "Probe", "SAMPLE_PROBES", "SAMPLED", "TrialState", "sample_columns_for"]

@@ -1,16 +1,29 @@
 """What every probe is: started before the workload, asked for its columns at
 each sample point, stopped after, with a chance to add to the trial result.
 
-Probes run at sample points with the collector paused and free all they
-allocate there, so they leave gen-0's allocation count as the workload left
-it: the collection schedule the GC probe reports is the workload's own.
+The observer must not move what it observes: a sample point runs with the
+collector paused and must leave gen-0's count and CPython's free lists as
+the workload left them, so the collections fall where they would with no
+probe at all. So `sample` writes plain numbers into the row it is given (a
+view of the trial's sample file) and creates no tuple, list, dict or slice
+-- the types with free lists -- and keeps nothing it creates. Other
+temporaries (an iterator, a bound method) are freed before it returns, and a
+container freed right after it is made leaves the count as it was.
+`neutral` says whether a probe manages that (see each probe's docstring).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from engine.interface import EngineAPI
+
+if TYPE_CHECKING:
+    from harness.probes.gc_state import GcStateView
+    from harness.probes.numpy_domain import NumpyDomainTracer
+
+NOT_AVAILABLE = math.nan  # written where a probe cannot see: an empty cell in the tables
 
 
 @dataclass
@@ -18,21 +31,24 @@ class TrialState:
     """What probes may know of the running trial."""
 
     engine: EngineAPI
+    gc_view: "GcStateView | None" = None  # the collector's counters, read without allocating
+    tracer: "NumpyDomainTracer | None" = None  # numpy-domain bytes (numpy-visible engines)
     iteration: int = -1  # the iteration running now; -1 before the first
-    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Probe:
     name = "probe"
     description = ""
-    #: sample columns this probe fills
+    #: sample columns this probe fills, in order
     columns: tuple[str, ...] = ()
+    #: its sample point allocates nothing that moves the collector
+    neutral = True
 
     def start(self, state: TrialState) -> None:
         pass
 
-    def sample(self, row: dict[str, Any]) -> None:
-        pass
+    def sample(self, row: Any, at: int) -> None:
+        """Write this probe's columns to row[at], row[at + 1], ..."""
 
     def stop(self, result: dict[str, Any]) -> None:
         pass

@@ -1,42 +1,51 @@
-"""`gc` probe: every cyclic-GC collection during the workload.
+"""`gc` probe: the cyclic collector's counters at every sample point.
 
 The collector runs when the count of container allocations minus
 deallocations passes gen-0's threshold: it counts objects, not bytes, so a
 graph holding megabytes of arrays weighs as much as one holding bytes.
-Each event records generation, objects collected, uncollectable, duration
-and the iteration it fell in.
+
+At each sample point this probe reads the collector's own state through
+views (`harness.probes.gc_state`): each generation's count, and the running
+totals of collections, collected and uncollectable objects. No
+`gc.callbacks` hook: CPython builds a dict and a tuple for every callback,
+and that moves the very count that decides the next collection. The parent
+turns the totals into the gc_events table: one row per generation for each
+interval between two sample points in which it was collected, with the
+number of collections and the objects they freed, and the iteration it
+fell in. (Two collections of one generation in one interval share a row;
+their durations are not measured.)
 """
 from __future__ import annotations
 
-import gc
-import time
 from typing import Any
 
-from harness.probes.base import Probe, TrialState
+from harness.probes.base import NOT_AVAILABLE, Probe, TrialState
+from harness.probes.gc_state import GENERATIONS
+
+COUNT_COLUMNS = tuple(f"gc_count_gen{g}" for g in range(GENERATIONS))
+TOTAL_COLUMNS = tuple(
+    f"gc_total_{what}_gen{g}" for what in ("collections", "collected", "uncollectable") for g in range(GENERATIONS)
+)
 
 
 class GcProbe(Probe):
     name = "gc"
-    description = "gc.callbacks: generation, collected, uncollectable, duration, iteration of each collection"
+    description = ("the collector's counts and its totals of collections, collected and uncollectable "
+                   "objects by generation, read from its state at each sample point")
+    columns = COUNT_COLUMNS + TOTAL_COLUMNS
 
     def start(self, state: TrialState) -> None:
-        self._state = state
-        self._started_at = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started_at = time.perf_counter()
-            return
-        self._state.events.append(
-            {
-                "iteration": self._state.iteration,
-                "generation": info["generation"],
-                "collected": info["collected"],
-                "uncollectable": info["uncollectable"],
-                "duration_s": time.perf_counter() - self._started_at,
-            }
+        view = state.gc_view
+        self.neutral = view is not None
+        self._views = () if view is None else (
+            *view.count, *view.collections, *view.collected, *view.uncollectable
         )
 
-    def stop(self, result: dict[str, Any]) -> None:
-        gc.callbacks.remove(self._callback)
+    def sample(self, row: Any, at: int) -> None:
+        if not self._views:
+            for offset in range(len(self.columns)):
+                row[at + offset] = NOT_AVAILABLE
+            return
+        for view in self._views:
+            row[at] = view.value
+            at += 1

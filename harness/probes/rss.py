@@ -1,38 +1,98 @@
-"""`rss` and `uss` probes: the process's resident memory from psutil.
+"""`rss` and `uss` probes: the process's resident memory.
 
 RSS counts every page the process touches -- interpreter, libraries, freed
-memory the allocator keeps -- so it is noisy and compared with tolerances.
-USS (memory unique to the process) reads /proc/PID/smaps and costs
-milliseconds per sample, so it is its own probe, off by default.
+memory the allocator keeps -- so it is noisy and compared with statistics.
+On Linux both read the files psutil reads (`/proc/self/statm` for RSS,
+`/proc/self/smaps_rollup` for USS: the sum of its Private_* lines) with
+`os.pread` into bytes and parse the digits by hand, because psutil builds
+lists and tuples, which would move the collector (see `harness.probes.base`).
+Elsewhere they call psutil and say they are not neutral. USS costs
+milliseconds per sample (the kernel walks every mapping), so it is its own
+probe, off by default.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psutil
 
 from harness.probes.base import Probe, TrialState
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_SPACE, _NEWLINE, _ZERO, _NINE = 32, 10, 48, 57
+_PRIVATE = b"\nPrivate_"
 
-class RssProbe(Probe):
+
+def _field(text: bytes, index: int) -> int:
+    """The `index`-th space-separated number of `text`, without splitting it."""
+    value = field = 0
+    for byte in text:
+        if byte == _SPACE:
+            field += 1
+            if field > index:
+                break
+        elif field == index:
+            value = value * 10 + byte - _ZERO
+    return value
+
+
+def _private_kib(text: bytes) -> int:
+    """Sum of the `Private_*:  N kB` lines of smaps_rollup."""
+    total = 0
+    position = text.find(_PRIVATE)
+    while position != -1:
+        value, inside = 0, False
+        position += len(_PRIVATE)
+        while position < len(text) and text[position] != _NEWLINE:
+            byte = text[position]
+            if _ZERO <= byte <= _NINE:
+                value, inside = value * 10 + byte - _ZERO, True
+            elif inside:
+                break
+            position += 1
+        total += value
+        position = text.find(_PRIVATE, position)
+    return total
+
+
+class _ProcFileProbe(Probe):
+    path = ""
+
+    def start(self, state: TrialState) -> None:
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+            self._process = psutil.Process()
+            self.neutral = False
+
+    def stop(self, result: dict[str, Any]) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+class RssProbe(_ProcFileProbe):
     name = "rss"
-    description = "resident set size (psutil memory_info().rss) at each sample"
+    description = "resident set size at each sample (/proc/self/statm, as psutil's memory_info().rss)"
     columns = ("rss_bytes",)
+    path = "/proc/self/statm"
 
-    def start(self, state: TrialState) -> None:
-        self._process = psutil.Process()
+    def sample(self, row: Any, at: int) -> None:
+        if self._fd is None:
+            row[at] = self._process.memory_info().rss
+            return
+        row[at] = _field(os.pread(self._fd, 128, 0), 1) * _PAGE
 
-    def sample(self, row: dict[str, Any]) -> None:
-        row["rss_bytes"] = self._process.memory_info().rss
 
-
-class UssProbe(Probe):
+class UssProbe(_ProcFileProbe):
     name = "uss"
-    description = "unique set size (psutil memory_full_info().uss) at each sample; slow"
+    description = "unique set size at each sample (/proc/self/smaps_rollup, as psutil's uss); slow"
     columns = ("uss_bytes",)
+    path = "/proc/self/smaps_rollup"
 
-    def start(self, state: TrialState) -> None:
-        self._process = psutil.Process()
-
-    def sample(self, row: dict[str, Any]) -> None:
-        row["uss_bytes"] = self._process.memory_full_info().uss
+    def sample(self, row: Any, at: int) -> None:
+        if self._fd is None:
+            row[at] = self._process.memory_full_info().uss
+            return
+        row[at] = _private_kib(os.pread(self._fd, 8192, 0)) * 1024

@@ -1,10 +1,13 @@
-"""`tracemalloc` probe: live numpy array bytes, current and peak, exact."""
+"""`tracemalloc` probe: live numpy array bytes, current and peak, exact.
+
+Reads the numpy-domain tracer's totals through views (see
+`harness.probes.numpy_domain`): no allocation at a sample point.
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from harness.probes.base import Probe, TrialState
-from harness.probes.numpy_domain import NumpyDomainTracer
+from harness.probes.base import NOT_AVAILABLE, Probe, TrialState
 
 
 class TracemallocProbe(Probe):
@@ -16,24 +19,21 @@ class TracemallocProbe(Probe):
     )
     columns = ("numpy_bytes", "numpy_bytes_peak")
 
-    def __init__(self) -> None:
-        self._tracer = NumpyDomainTracer()
-        self._visible = True
-
     def start(self, state: TrialState) -> None:
-        # An engine whose buffers numpy does not allocate (PyTorch) would
-        # read as zero; report "not available" instead.
-        self._visible = state.engine.numpy_visible
-        if self._visible:
-            self._tracer.start()
+        # An engine whose buffers numpy does not allocate (PyTorch) has no
+        # tracer: its columns read "not available", not zero.
+        self._tracer = state.tracer
+        self.neutral = self._tracer is None or self._tracer.neutral
 
-    def sample(self, row: dict[str, Any]) -> None:
-        if self._visible:
-            row["numpy_bytes"], row["numpy_bytes_peak"] = self._tracer.read()
-        else:
-            row["numpy_bytes"] = row["numpy_bytes_peak"] = None
+    def sample(self, row: Any, at: int) -> None:
+        tracer = self._tracer
+        if tracer is None:
+            row[at] = NOT_AVAILABLE
+            row[at + 1] = NOT_AVAILABLE
+            return
+        row[at] = tracer.current()
+        row[at + 1] = tracer.take_peak()
 
     def stop(self, result: dict[str, Any]) -> None:
-        if self._visible:
+        if self._tracer is not None:
             result["numpy_peak_exact"] = self._tracer.exact_peak
-            self._tracer.stop()

@@ -1,0 +1,177 @@
+"""The sample point: one row of every probe's readings, written to the
+trial's sample file without allocating a container.
+
+A row is `iteration, phase, t_s`, each probe's columns, and a marker (the
+row's number + 1) written last, so a reader knows a row is whole. Rows go
+into a file mapped into memory (`mmap`, shared), a chunk at a time: a write
+is a store into the page cache, so what a trial measured is on disk even if
+it is killed a moment later, and the parent can read a running trial's rows.
+Growing into the next chunk makes new map and view objects and frees the old
+ones, which leaves the collector's count as it was (see
+`harness.probes.base`).
+
+Phases are numbered in order of first use ("start" 0, "end" 1); a new
+phase's name is appended to the phase file when first seen.
+"""
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.probes.base import Probe, TrialState
+
+FIXED_COLUMNS = ("iteration", "phase", "t_s")
+FIRST_PHASES = ("start", "end")
+_ROWS_PER_CHUNK = 4 * 4096  # a chunk is then a whole number of pages for any row width
+_ITEM = 8  # float64
+
+
+def sample_columns(probes: Sequence[Probe] | Sequence[type[Probe]]) -> list[str]:
+    return [*FIXED_COLUMNS, *(c for probe in probes for c in probe.columns), "marker"]
+
+
+class Sampler:
+    """Take sample points into `path` (or, with None, into a scratch ring that is not kept)."""
+
+    def __init__(self, path: Path | None, probes: Sequence[Probe], state: TrialState,
+                 phases_path: Path | None = None, before_sample: Any = None) -> None:
+        self.probes = tuple(probes)
+        self.width = len(sample_columns(probes))
+        self.rows = 0
+        self.drifted_points = 0  # sample points after which gen-0's count was not as before
+        self.largest_drift = 0
+        self._state = state
+        self._count = state.gc_view.count[0] if state.gc_view is not None else None
+        self._before_sample = before_sample  # e.g. malloc_trim, part of every sample point
+        offsets, at = [], len(FIXED_COLUMNS)
+        for probe in self.probes:
+            offsets.append(at)
+            at += len(probe.columns)
+        self._offsets = tuple(offsets)
+        self._pairs = tuple(zip(self.probes, self._offsets))
+        self._marker_at = self.width - 1
+        self._phases = {name: code for code, name in enumerate(FIRST_PHASES)}
+        self._chunk_bytes = _ROWS_PER_CHUNK * self.width * _ITEM
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644) if path is not None else -1
+        self._phase_fd = (os.open(phases_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                          if phases_path is not None else -1)
+        if self._phase_fd >= 0:
+            os.write(self._phase_fd, "".join(f"{name}\n" for name in FIRST_PHASES).encode())
+        self._chunk = -1
+        self._map: mmap.mmap | None = None
+        self._view: memoryview | None = None
+        self._at = 0  # row offset within the chunk, in items
+        self._map_chunk(0)
+        self._t0 = time.perf_counter()
+
+    def _map_chunk(self, chunk: int) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, (chunk + 1) * self._chunk_bytes)
+            new_map = mmap.mmap(self._fd, self._chunk_bytes, offset=chunk * self._chunk_bytes)
+        else:
+            new_map = mmap.mmap(-1, self._chunk_bytes)  # scratch: the same chunk again
+        new_view = memoryview(new_map).cast("d")
+        old_map, old_view = self._map, self._view
+        self._map, self._view, self._chunk, self._at = new_map, new_view, chunk, 0
+        if old_view is not None:
+            old_view.release()
+            old_map.close()
+
+    def start_clock(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __call__(self, iteration: int, phase: str) -> None:
+        """A sample point. The collector is paused, so no probe can set one off."""
+        enabled = gc.isenabled()
+        gc.disable()
+        count = self._count
+        before = count.value if count is not None else 0
+        if self._before_sample is not None:
+            self._before_sample()
+        row, at = self._view, self._at
+        code = self._phases.get(phase)
+        if code is None:
+            code = self._new_phase(phase)
+        row[at] = iteration
+        row[at + 1] = code
+        row[at + 2] = time.perf_counter() - self._t0
+        for probe, offset in self._pairs:
+            probe.sample(row, at + offset)
+        self.rows += 1
+        row[at + self._marker_at] = self.rows
+        self._at = at + self.width
+        if self._at >= len(row):
+            self._map_chunk(self._chunk + 1 if self._fd >= 0 else 0)
+        if count is not None and count.value != before:
+            # A probe that is not neutral moved the count: say so (verify-observer
+            # shows it) and put the count back, so the error does not compound.
+            self.drifted_points += 1
+            if abs(count.value - before) > abs(self.largest_drift):
+                self.largest_drift = count.value - before
+            count.value = before
+        if enabled:
+            gc.enable()
+
+    def _new_phase(self, phase: str) -> int:
+        code = len(self._phases)
+        self._phases[phase] = code
+        if self._phase_fd >= 0:
+            os.write(self._phase_fd, phase.encode() + b"\n")
+        return code
+
+    def warm_up(self) -> None:
+        """One sample into a row that is then overwritten: whatever a probe or
+        this path makes on first use is made now, before the workload."""
+        rows = self.rows
+        self(-1, "start")
+        self.rows = rows
+        self._at -= self.width
+        if self._at < 0:  # pragma: no cover - a chunk holds thousands of rows
+            self._at = 0
+        self._view[self._at + self._marker_at] = 0
+        self.drifted_points = 0
+        self.largest_drift = 0
+
+    def phases(self) -> list[str]:
+        return list(self._phases)
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._map.close()
+            self._view = self._map = None
+        if self._fd >= 0:
+            os.ftruncate(self._fd, self.rows * self.width * _ITEM)
+            os.close(self._fd)
+            self._fd = -1
+        if self._phase_fd >= 0:
+            os.close(self._phase_fd)
+            self._phase_fd = -1
+
+
+def read_samples(path: Path, columns: Sequence[str]) -> "Any":
+    """The whole rows of a sample file as a float64 array of shape (rows, columns)."""
+    import numpy as np
+
+    width = len(columns)
+    data = np.fromfile(path, dtype=np.float64) if path.exists() else np.empty(0)
+    data = data[: len(data) // width * width].reshape(-1, width)
+    whole = data[:, -1] == np.arange(1, len(data) + 1)
+    # Rows are whole up to the first that is not (a kill mid-row, or sparse
+    # space after the last row).
+    stop = len(data) if whole.all() else int(np.argmin(whole))
+    return data[:stop, :-1]
+
+
+def read_phases(path: Path) -> list[str]:
+    if not path.exists():
+        return list(FIRST_PHASES)
+    names = path.read_text(encoding="utf-8").splitlines()
+    return names or list(FIRST_PHASES)
+
+
+__all__ = ["FIXED_COLUMNS", "Sampler", "read_phases", "read_samples", "sample_columns"]
