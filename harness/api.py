@@ -73,7 +73,7 @@ def run(
     result = run_experiment(config, show_progress=progress)
     if result.interrupted_by is not None:
         raise KeyboardInterrupt(f"run stopped by signal {result.interrupted_by}; what it measured is in {result.path}")
-    return Run(result.path, result.meta, **result.tables)
+    return Run(result.path, result.meta, **{name: result.tables[name] for name in TABLES})
 
 
 def load(path: Path | str) -> Run:

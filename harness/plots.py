@@ -38,6 +38,11 @@ def _swept(experiment: Experiment, table: pd.DataFrame) -> list[str]:
     return [n for n in names if table[n].nunique(dropna=False) > 1]
 
 
+def _mb(values: pd.Series) -> pd.Series:
+    """Megabytes as plain floats (a nullable integer's <NA> becomes NaN, which matplotlib skips)."""
+    return pd.to_numeric(values, errors="coerce").astype("float64") / MB
+
+
 def _label(row: pd.Series | dict[str, Any], swept: list[str]) -> str:
     parts = [str(row["variant"])] + [f"{n}={row[n]}" for n in swept]
     return ", ".join(parts)
@@ -51,8 +56,8 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
     color_of = {label: colors[n % len(colors)] for n, label in enumerate(dict.fromkeys(samples["line"]))}
     marked_generations: set[int] = set()
     for (label, repeat), trial in samples.groupby(["line", "repeat"], sort=False):
-        numpy_bytes = pd.to_numeric(trial["numpy_bytes"], errors="coerce")
-        rss = pd.to_numeric(trial["rss_bytes"], errors="coerce")
+        numpy_bytes = pd.to_numeric(trial["numpy_bytes"], errors="coerce").astype("float64")
+        rss = pd.to_numeric(trial["rss_bytes"], errors="coerce").astype("float64")
         sees_numpy = numpy_bytes.notna().any()
         line_label = (label if sees_numpy else f"{label} (numpy n/a)") if repeat == 0 else None
         style = {"marker": ".", "color": color_of[label], "alpha": 1.0 if repeat == 0 else 0.35}
@@ -64,12 +69,13 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
             ax_rss.plot(trial["sample"], (rss - rss.dropna().iloc[0]) / MB, label=line_label, **style)
         if not sees_numpy or gc_events.empty:
             continue
-        # A collection during iteration i shows on the first sample taken in i.
+        # A collection shows on the sample point that closed the interval it
+        # fell in: the first reading after the drop.
         events = gc_events[gc_events["trial"] == trial["trial"].iloc[0]]
-        first_sample = trial.groupby("iteration")["sample"].min()
-        by_sample = trial.set_index("sample")["numpy_bytes"]
+        sample_at = {(i, ph): n for n, i, ph in zip(trial["sample"], trial["iteration"], trial["phase"])}
+        by_sample = trial.set_index("sample")["numpy_bytes"].astype("float64")
         for generation, group in events.groupby("generation"):
-            xs = [first_sample[i] for i in group["iteration"] if i in first_sample.index]
+            xs = [sample_at[(i, ph)] for i, ph in zip(group["iteration"], group["phase"]) if (i, ph) in sample_at]
             if xs:
                 legend = f"GC collection, gen {generation}" if generation not in marked_generations else None
                 marked_generations.add(int(generation))
@@ -96,18 +102,21 @@ def summary_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
     rows = summary[summary["repeat"] == 0] if "repeat" in summary else summary
     labels = [_label(row, swept) for _, row in rows.iterrows()]
     positions = range(len(rows))
-    for ax, (measured, expected, title) in zip(
+    for ax, (measured, expected, bound, title) in zip(
         axes,
         (
-            ("numpy_bytes_final", "expected_numpy_bytes_final", "held at the end"),
-            ("numpy_bytes_peak", "expected_numpy_bytes_peak", "peak"),
+            ("numpy_bytes_final", "expected_numpy_bytes_final", "bound_numpy_bytes_final", "held at the end"),
+            ("numpy_bytes_peak", "expected_numpy_bytes_peak", "bound_numpy_bytes_peak", "peak"),
         ),
     ):
         width = 0.4
-        ax.bar([p - width / 2 for p in positions], pd.to_numeric(rows[measured], errors="coerce") / MB,
-               width, label="measured")
-        ax.bar([p + width / 2 for p in positions], pd.to_numeric(rows[expected], errors="coerce") / MB,
-               width, label="expected (model)", alpha=0.6, hatch="//")
+        ax.bar([p - width / 2 for p in positions], _mb(rows[measured]), width, label="measured")
+        ax.bar([p + width / 2 for p in positions], _mb(rows[expected]), width, label="expected (model)",
+               alpha=0.6, hatch="//")
+        if bound in rows and rows[bound].notna().any():
+            # A bound is a ceiling, not a bar to match: drawn as a line over the trial.
+            ax.hlines(_mb(rows[bound]), [p - width for p in positions], [p + width for p in positions],
+                      colors="black", linestyles="dashed", label="upper bound (model)")
         ax.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("numpy array bytes (MB)")
         ax.set_title(f"{experiment.name}: array bytes {title}", fontsize=10)
@@ -146,7 +155,7 @@ def sweep_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
             key = tuple(values)
             marker = markers[other_values.index(key) % len(markers)] if others else "o"
             label = ", ".join([str(variant)] + [f"{n}={v}" for n, v in zip(others, values)])
-            ax.plot(line[along], pd.to_numeric(line[metric], errors="coerce"), marker=marker,
+            ax.plot(line[along], pd.to_numeric(line[metric], errors="coerce").astype("float64"), marker=marker,
                     color=variant_color[variant], label=label,
                     linestyle=["-", "--", ":", "-."][other_values.index(key) % 4] if others else "-")
         ax.set_xscale("log")

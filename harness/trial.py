@@ -103,9 +103,10 @@ def phase_file(events_path: str | Path) -> Path:
     return Path(events_path).with_suffix(".phases")
 
 
-def _gc_totals(view: GcStateView) -> dict[str, list[int]]:
+def _gc_totals(view: GcStateView, with_counts: bool = True) -> dict[str, list[int]]:
+    counts = {"count": [v.value for v in view.count]} if with_counts else {}
     return {
-        "count": [v.value for v in view.count],
+        **counts,
         "collections": [v.value for v in view.collections],
         "collected": [v.value for v in view.collected],
         "uncollectable": [v.value for v in view.uncollectable],
@@ -131,7 +132,7 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
     trim_heap = malloc_trimmer() if spec.malloc_trim else None
     sampler = Sampler(samples_to, probes, state, phases_to, before_sample=trim_heap)
     bench = Workbench(engine, params, np.random.default_rng(spec.seed), state,
-                      _no_sample if blind else sampler, lambda row: log.emit("record", **row))
+                      _no_sample if blind else sampler.sample, lambda row: log.emit("record", **row))
     result: dict[str, Any] = {"sample_columns": sample_columns(probes)}
 
     def workload() -> float:
@@ -145,13 +146,14 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
         # gc.freeze() sets every generation's count to 0. The start sample
         # reads that state and, like every sample point, leaves it as it was.
         gc.collect()
-        at_start = _gc_totals(gc_view) if gc_view is not None else None
+        # (the totals only: building this dict moves the counts, which freeze() then zeroes)
+        at_start = _gc_totals(gc_view, with_counts=False) if gc_view is not None else None
         gc.freeze()
         if tracer is not None:
             tracer.take_peak()
         sampler.start_clock()
         if not blind:
-            sampler(-1, "start")
+            sampler.sample(-1, "start")
         if params.get("gc") == "off":
             gc.disable()
         started = time.perf_counter()

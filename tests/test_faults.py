@@ -28,7 +28,9 @@ from harness.errors import UsageError
 from harness.guard import ADDRESS_SPACE_ALLOWANCE, INTERPRETER_BYTES, human_bytes
 from harness.results import new_run_dir, write_atomic
 from harness.runner import execute_trial
-from harness.trial import TrialSpec
+from harness.probes import sample_columns_for
+from harness.probes.sampler import read_samples
+from harness.trial import TrialSpec, sample_file
 
 FAST = ["--no-plots", "--no-overhead", "--probe", "tracemalloc"]
 
@@ -93,10 +95,15 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> N
         time.sleep(0.05)
 
 
+def sample_rows(log: Path) -> int:
+    """Whole sample rows a trial has written so far (FAST runs the tracemalloc probe alone)."""
+    return len(read_samples(sample_file(log), sample_columns_for(["tracemalloc"])))
+
+
 def first_trial_has_samples(out: Path, lines: int = 3) -> Callable[[], bool]:
     def check() -> bool:
         logs = sorted(out.glob("exp17/*/trials/*.jsonl"))
-        return bool(logs) and logs[0].read_text(encoding="utf-8").count('"event": "sample"') >= lines
+        return bool(logs) and sample_rows(logs[0]) >= lines
     return check
 
 
@@ -252,7 +259,7 @@ def test_a_run_killed_outright_leaves_earlier_runs_intact_and_no_trial_behind(
 
 def _has_samples(run: Path) -> bool:
     logs = list(run.glob("trials/*.jsonl"))
-    return bool(logs) and logs[0].read_text(encoding="utf-8").count('"event": "sample"') >= 3
+    return bool(logs) and sample_rows(logs[0]) >= 3
 
 
 # --- the memory guard ---------------------------------------------------------------------

@@ -42,10 +42,18 @@ def test_repeats_use_recorded_distinct_seeds_and_give_identical_bytes(tmp_path: 
 
 def test_overhead_of_each_probe_is_reported(tmp_path: Path) -> None:
     run = harness.run("exp17", variants=["weakref"], params={"iterations": 3}, out=tmp_path,
-                      plots=False, progress=False, probes=["tracemalloc", "rss"])
+                      plots=False, progress=False, probes=["tracemalloc", "rss"], measure_overhead=True)
     row = run.summary.iloc[0]
     assert row["bare_workload_seconds"] > 0
     assert row["overhead_tracemalloc"] > 0 and row["overhead_rss"] > 0
+    # each ratio comes with its spread over the interleaved rounds
+    assert row["overhead_all_probes_iqr"] >= 0 and row["overhead_rss_iqr"] >= 0
+
+
+def test_overhead_is_not_measured_by_default(tmp_path: Path) -> None:
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": 3}, out=tmp_path,
+                      plots=False, progress=False, probes=["tracemalloc"])
+    assert run.summary["overhead_all_probes"].isna().all()
 
 
 def test_bad_parameter_value_raises_usage_error(tmp_path: Path) -> None:

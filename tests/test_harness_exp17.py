@@ -57,9 +57,14 @@ def test_default_run_strongref_holds_every_graph_weakref_one(default_run: Path) 
     assert summary.loc["strongref", "numpy_bytes_final"] == 10 * GRAPH_BYTES == 3_200_000
     assert summary.loc["weakref", "numpy_bytes_final"] == GRAPH_BYTES
     assert summary.loc["no_grad", "numpy_bytes_final"] == 2 * 80_000
-    for variant in ("strongref", "weakref", "no_grad"):
+    for variant in ("weakref", "no_grad"):
         assert summary.loc[variant, "numpy_bytes_final"] == summary.loc[variant, "expected_numpy_bytes_final"]
         assert summary.loc[variant, "measured_over_expected"] == 1.0
+    # With the GC on, strongref's model is a bound (what every graph holds), not a
+    # prediction: shown as a bound, never divided into a ratio.
+    assert pd.isna(summary.loc["strongref", "expected_numpy_bytes_final"])
+    assert pd.isna(summary.loc["strongref", "measured_over_expected"])
+    assert summary.loc["strongref", "bound_numpy_bytes_final"] == 10 * GRAPH_BYTES
     assert summary.loc["strongref", "bytes_per_iteration"] == GRAPH_BYTES
     assert summary.loc["weakref", "bytes_per_iteration"] == 0
 
@@ -76,7 +81,8 @@ def test_samples_table_has_the_documented_columns(default_run: Path) -> None:
     assert set(weak.live_functions) == {3} and set(weak.live_variables) == {4}
     assert (samples.rss_bytes > 0).all()
     gc_events = pd.read_csv(default_run / "gc_events.csv")
-    for column in ("variant", "repeat", "iteration", "generation", "collected", "uncollectable", "duration_s"):
+    for column in ("variant", "repeat", "iteration", "phase", "generation", "collections", "collected",
+                   "uncollectable"):
         assert column in gc_events, column
 
 
@@ -128,27 +134,6 @@ def test_gc_on_300_iterations_gen0_collections_reclaim_strongref_graphs(tmp_path
     assert 320_000 <= summary.loc["strongref", "numpy_bytes_final"] < 300 * 320_000
     # every byte strongref holds is a live Variable's array (part-graphs included)
     assert summary.loc["strongref", "numpy_bytes_final"] == 80_000 * summary.loc["strongref", "live_variables_final"]
-
-
-def test_probes_shift_the_gc_schedule_by_at_most_one_iteration(tmp_path: Path) -> None:
-    """The workload starts from the same gen-0 count whatever the probe set, and
-    probes run with the collector paused and free what they allocate; what is
-    left is a few objects the collections untrack and the probes replace, so a
-    collection may fall one iteration apart (about 16 of 700 objects)."""
-    schedules = []
-    for probes in (["gc"], ["tracemalloc", "rss", "census", "gc"]):
-        args = ["run", "exp17", "--param", "iterations=300", "--variant", "strongref", "--no-overhead",
-                "--no-plots", "--out", str(tmp_path)]
-        for probe in probes:
-            args += ["--probe", probe]
-        result = harness(*args, cwd=tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
-        events = pd.read_csv(run_dir_of(result) / "gc_events.csv")
-        schedules.append(events[["iteration", "generation", "collected"]].reset_index(drop=True))
-    only_gc, all_probes = schedules
-    assert len(only_gc) == len(all_probes) >= 5
-    assert (only_gc.generation == all_probes.generation).all()
-    assert ((only_gc.iteration - all_probes.iteration).abs() <= 1).all()
 
 
 def test_check_passes_on_a_finished_run(default_run: Path) -> None:

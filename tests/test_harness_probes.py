@@ -11,6 +11,7 @@ def test_counts_array_buffers_exactly_and_ignores_python_objects() -> None:
     tracer.start()
     try:
         assert tracer.exact_peak
+        assert tracer.neutral  # the totals were found: a read allocates nothing
         assert tracer.read() == (0, 0)
         junk = [list(range(50)) for _ in range(1000)]  # Python allocations
         assert tracer.read() == (0, 0)

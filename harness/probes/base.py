@@ -6,7 +6,10 @@ collector paused and must leave gen-0's count and CPython's free lists as
 the workload left them, so the collections fall where they would with no
 probe at all. So `sample` writes plain numbers into the row it is given (a
 view of the trial's sample file) and creates no tuple, list, dict or slice
--- the types with free lists -- and keeps nothing it creates. Other
+-- the types with free lists -- and keeps nothing it creates. Nor does it
+call a C function that takes its arguments as a tuple (METH_VARARGS, e.g.
+`bytes.find` on 3.11): a full collection empties the free lists, and the
+first such tuple after it would stay on the tuple free list. Other
 temporaries (an iterator, a bound method) are freed before it returns, and a
 container freed right after it is made leaves the count as it was.
 `neutral` says whether a probe manages that (see each probe's docstring).
@@ -34,6 +37,9 @@ class TrialState:
     gc_view: "GcStateView | None" = None  # the collector's counters, read without allocating
     tracer: "NumpyDomainTracer | None" = None  # numpy-domain bytes (numpy-visible engines)
     iteration: int = -1  # the iteration running now; -1 before the first
+    # gen-0's count as the workload left it when the current sample point
+    # began (the sample point's own temporaries move it while it runs)
+    count_at_sample: int = 0
 
 
 class Probe:

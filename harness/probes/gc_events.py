@@ -37,8 +37,11 @@ class GcProbe(Probe):
     def start(self, state: TrialState) -> None:
         view = state.gc_view
         self.neutral = view is not None
+        self._state = state
+        # gen-0's count is the sampler's reading at the sample point's start;
+        # the older counts change only when a collection runs, never here.
         self._views = () if view is None else (
-            *view.count, *view.collections, *view.collected, *view.uncollectable
+            *view.count[1:], *view.collections, *view.collected, *view.uncollectable
         )
 
     def sample(self, row: Any, at: int) -> None:
@@ -46,6 +49,8 @@ class GcProbe(Probe):
             for offset in range(len(self.columns)):
                 row[at + offset] = NOT_AVAILABLE
             return
+        row[at] = self._state.count_at_sample
+        at += 1
         for view in self._views:
             row[at] = view.value
             at += 1

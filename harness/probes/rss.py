@@ -5,7 +5,8 @@ memory the allocator keeps -- so it is noisy and compared with statistics.
 On Linux both read the files psutil reads (`/proc/self/statm` for RSS,
 `/proc/self/smaps_rollup` for USS: the sum of its Private_* lines) with
 `os.pread` into bytes and parse the digits by hand, because psutil builds
-lists and tuples, which would move the collector (see `harness.probes.base`).
+lists and tuples, which would move the collector (see `harness.probes.base`);
+so do methods that take their arguments as a tuple, like `bytes.find`.
 Elsewhere they call psutil and say they are not neutral. USS costs
 milliseconds per sample (the kernel walks every mapping), so it is its own
 probe, off by default.
@@ -21,7 +22,7 @@ from harness.probes.base import Probe, TrialState
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _SPACE, _NEWLINE, _ZERO, _NINE = 32, 10, 48, 57
-_PRIVATE = b"\nPrivate_"
+_PRIVATE = b"Private_"
 
 
 def _field(text: bytes, index: int) -> int:
@@ -38,21 +39,25 @@ def _field(text: bytes, index: int) -> int:
 
 
 def _private_kib(text: bytes) -> int:
-    """Sum of the `Private_*:  N kB` lines of smaps_rollup."""
-    total = 0
-    position = text.find(_PRIVATE)
-    while position != -1:
-        value, inside = 0, False
-        position += len(_PRIVATE)
-        while position < len(text) and text[position] != _NEWLINE:
-            byte = text[position]
+    """Sum of the `Private_*:  N kB` lines of smaps_rollup, one byte at a time:
+    `bytes.find` and `startswith` take their arguments as a tuple."""
+    total = value = matched = 0
+    private = False
+    for byte in text:
+        if byte == _NEWLINE:
+            if private:
+                total += value
+            value = matched = 0
+            private = False
+        elif private:
             if _ZERO <= byte <= _NINE:
-                value, inside = value * 10 + byte - _ZERO, True
-            elif inside:
-                break
-            position += 1
-        total += value
-        position = text.find(_PRIVATE, position)
+                value = value * 10 + byte - _ZERO
+        elif matched >= 0:
+            if byte == _PRIVATE[matched]:
+                matched += 1
+                private = matched == len(_PRIVATE)
+            else:
+                matched = -1  # not a Private_ line
     return total
 
 

@@ -84,12 +84,17 @@ class Sampler:
     def start_clock(self) -> None:
         self._t0 = time.perf_counter()
 
-    def __call__(self, iteration: int, phase: str) -> None:
-        """A sample point. The collector is paused, so no probe can set one off."""
+    def sample(self, iteration: int, phase: str) -> None:
+        """A sample point. The collector is paused, so no probe can set one off.
+
+        Pass the bound method (`sampler.sample`), not the sampler: calling an
+        instance goes through `__call__` with an argument tuple, a method
+        call does not."""
         enabled = gc.isenabled()
         gc.disable()
         count = self._count
         before = count.value if count is not None else 0
+        self._state.count_at_sample = before
         if self._before_sample is not None:
             self._before_sample()
         row, at = self._view, self._at
@@ -127,7 +132,7 @@ class Sampler:
         """One sample into a row that is then overwritten: whatever a probe or
         this path makes on first use is made now, before the workload."""
         rows = self.rows
-        self(-1, "start")
+        self.sample(-1, "start")
         self.rows = rows
         self._at -= self.width
         if self._at < 0:  # pragma: no cover - a chunk holds thousands of rows
