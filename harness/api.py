@@ -35,10 +35,10 @@ class Run(StoredRun):
         return stored_observer_results(self.path) + check_summary(get_experiment(self.experiment), self.summary)
 
     def figures(self) -> dict[str, Figure]:
-        from harness.plots import figures
+        from harness.plots import figures, provenance
 
         tables = {name: getattr(self, name) for name in TABLES}
-        return figures(get_experiment(self.experiment), tables)
+        return figures(get_experiment(self.experiment), tables, provenance(self.meta))
 
 
 def run(

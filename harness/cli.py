@@ -30,9 +30,11 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 SUMMARY_VIEW = (
     "variant", "repeat", "status", "numpy_bytes_final", "expected_numpy_bytes_final",
-    "measured_over_expected", "numpy_bytes_peak", "rss_peak_bytes", "gc_collections",
-    "gc_collected_objects", "live_functions_final",
+    "bound_numpy_bytes_final", "measured_over_expected", "numpy_bytes_peak", "rss_peak_bytes",
+    "gc_collections", "gc_collected_objects", "live_functions_final",
 )
+# Shown only when some trial has a value (a bound is printed as a bound, beside no ratio).
+SHOWN_WHEN_SET = ("bound_numpy_bytes_final",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,12 +133,14 @@ def _env_pairs(items: Sequence[str]) -> dict[str, str]:
 def _print_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
     view = table[[c for c in columns if c in table]]
     with pd.option_context("display.width", 200, "display.max_columns", 50):
-        print(view.to_string(index=False))
+        print(view.astype(object).where(view.notna(), "-").to_string(index=False))
 
 
 def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) -> list[str]:
     swept = [p for p in experiment_params if p in summary and summary[p].nunique(dropna=False) > 1]
-    return ["variant", *swept, *SUMMARY_VIEW[1:]]
+    view = [c for c in SUMMARY_VIEW[1:]
+            if c not in SHOWN_WHEN_SET or (c in summary and summary[c].notna().any())]
+    return ["variant", *swept, *view]
 
 
 def cmd_list() -> int:

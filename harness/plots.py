@@ -189,7 +189,23 @@ def census_figure(experiment: Experiment, records: pd.DataFrame) -> Figure:
     return fig
 
 
-def figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+def provenance(meta: dict[str, Any]) -> str:
+    """Where a run's figures came from, for a line under each of them."""
+    numpy = (meta.get("versions") or {}).get("numpy")
+    pythons = meta.get("trial_pythons") or [meta.get("python")]
+    return (f"{meta.get('experiment')} run {meta.get('run_id')}: Python {', '.join(map(str, pythons))}, "
+            f"numpy {numpy}, {meta.get('platform')}, {meta.get('cpu_count')} CPUs")
+
+
+def figures(experiment: Experiment, tables: dict[str, pd.DataFrame], footer: str = "") -> dict[str, Figure]:
+    found = _figures(experiment, tables)
+    if footer:
+        for fig in found.values():
+            fig.text(0.005, 0.003, footer, fontsize=6.5, color="0.4", ha="left", va="bottom")
+    return found
+
+
+def _figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
     samples = tables["samples"]
     if samples.empty:
         return {}
@@ -205,11 +221,10 @@ def figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[str
     return found
 
 
-def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.DataFrame]) -> list[Path]:
-    from harness.results import write_atomic
-
+def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.DataFrame],
+                footer: str = "") -> list[Path]:
     written = []
-    for name, fig in figures(experiment, tables).items():
+    for name, fig in figures(experiment, tables, footer).items():
         path = run_dir / f"{name}.png"
         tmp = run_dir / f".{name}.png.tmp"
         fig.savefig(tmp, dpi=110, format="png")

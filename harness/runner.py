@@ -394,7 +394,7 @@ def run_experiment(
 ) -> RunResult:
     from harness.check import check_summary
     from harness.observer import compare_with_reference, observer_table
-    from harness.plots import write_plots
+    from harness.plots import provenance, write_plots
     from harness.results import new_run_dir, write_json, write_table
 
     plan = make_plan(config)
@@ -439,8 +439,9 @@ def run_experiment(
         for name, table in tables.items():
             write_table(run_dir / f"{name}.csv", table)
         checks += check_summary(plan.experiment, tables["summary"])
+        meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
         if config.plots and interruption.signum is None:
-            meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables)]
+            meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
         failed = [o for o in outcomes if o.status != "ok"]
         if interruption.signum is not None:
             status = "interrupted"
