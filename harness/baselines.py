@@ -13,6 +13,13 @@ meant to change memory behaviour:
 
 A run whose trials failed, or whose expectations (`harness check`) fail, is
 refused as a baseline: a baseline must describe an engine that works.
+
+`check` exits like `harness compare` (0 pass, 1 regression, 2 not
+comparable or nothing compared), and also 2 when a trial of the baseline or
+of the fresh run was not compared (a variant renamed, added or removed, a
+baseline trial that failed): the baseline must describe exactly what the CI
+size runs. Every error, a file in the way of `refresh` included, is one
+line and exit 2.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from harness.compare import TOLERANCE_HELP
 from harness.errors import UsageError
 from harness.meta import PROJECT_ROOT
 from harness.results import write_atomic, write_json
@@ -102,8 +110,27 @@ def same_python_minor(experiment: str = "exp17", root: Path = BASELINES_DIR) -> 
     return made_on == [str(sys.version_info.major), str(sys.version_info.minor)]
 
 
+BASELINE_FILES = ("summary.csv", "meta.json")
+
+
+def _writable(target: Path) -> None:
+    """Refuse, before running anything, a baseline directory that cannot be
+    written because something is in the way: a file where a directory of its
+    path should be, or a directory where one of its files should be."""
+    for ancestor in (target, *target.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise UsageError(f"cannot write the baseline to {target}: {ancestor} is a file, not a directory")
+            break
+    for name in BASELINE_FILES:
+        if (target / name).exists() and not (target / name).is_file():
+            raise UsageError(f"cannot write the baseline to {target}: {target / name} is in the way (not a file)")
+
+
 def refresh(experiment: str, root: Path = BASELINES_DIR) -> Path:
     """Run at CI size and write the baseline; refuse a run that failed or fails its checks."""
+    target = baseline_dir(experiment, root)
+    _writable(target)
     with tempfile.TemporaryDirectory(prefix="baseline-") as scratch:
         result = run_ci_size(experiment, Path(scratch))
         if not result.ok:
@@ -111,24 +138,32 @@ def refresh(experiment: str, root: Path = BASELINES_DIR) -> Path:
             failed += [f"trial {t['trial']} {t['variant']} {t['status']}: {t['error']}"
                        for t in result.meta.get("failed_trials", [])]
             raise UsageError(f"{experiment}: the run is not a healthy baseline, not written: {'; '.join(failed)}")
-        target = baseline_dir(experiment, root)
-        target.mkdir(parents=True, exist_ok=True)
         meta = dict(result.meta)
         meta["baseline"] = {"refreshed_by": "python -m harness.baselines refresh", "ci_size": CI_SIZES[experiment].params}
         # Paths of the scratch run mean nothing once it is gone.
         meta.pop("executable", None)
-        write_atomic(target / "summary.csv", (result.path / "summary.csv").read_text(encoding="utf-8"))
-        write_json(target / "meta.json", meta)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            write_atomic(target / "summary.csv", (result.path / "summary.csv").read_text(encoding="utf-8"))
+            write_json(target / "meta.json", meta)
+        except OSError as error:  # in the way since the check above, permissions, a full disk ...
+            where = f": {error.filename}" if error.filename else ""
+            raise UsageError(f"cannot write the baseline to {target}: {error.strerror or error}{where}") from None
     return target
 
 
 def check(experiment: str, root: Path = BASELINES_DIR, tolerance: float | None = None) -> int:
-    """Run at CI size and compare with the committed baseline; the compare exit code."""
-    from harness.compare import compare, report
+    """Run at CI size and compare with the committed baseline; the compare exit
+    code, and 2 when a trial of either was not compared (see the module doc)."""
+    from harness.compare import DEFAULT_TOLERANCE, check_settings, compare, report
+    from harness.results import read_meta
 
+    # Bad input and a missing or corrupt baseline are said before the run, not after it.
+    check_settings(DEFAULT_TOLERANCE if tolerance is None else tolerance)
+    read_meta(baseline_dir(experiment, root))
     with tempfile.TemporaryDirectory(prefix="baseline-check-") as scratch:
         result = run_ci_size(experiment, Path(scratch))
-        comparison = compare(baseline_dir(experiment, root), result.path, tolerance)
+        comparison = compare(baseline_dir(experiment, root), result.path, tolerance, require_every_trial=True)
         print(report(comparison))
         return comparison.exit_code
 
@@ -138,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=("refresh", "check", "list"))
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="default: every one with a CI size")
     parser.add_argument("--dir", type=Path, default=BASELINES_DIR, help=f"baselines root (default {BASELINES_DIR})")
+    parser.add_argument("--tolerance", type=float, default=None, help=f"for check: {TOLERANCE_HELP}")
     args = parser.parse_args(argv)
     try:
         if args.action == "list":
@@ -147,16 +183,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in without:
                 print(f"{name}  no CI size (not covered)")
             return 0
-        worst = 0
-        for name in _chosen(args.experiments):
+        names = _chosen(args.experiments)
+    except UsageError as error:
+        return _error(error)
+    worst = 0
+    for name in names:  # one experiment's error does not hide the others' verdicts
+        try:
             if args.action == "refresh":
                 print(f"{name}: baseline written to {refresh(name, args.dir)}")
             else:
-                worst = max(worst, check(name, args.dir))
-        return worst
-    except UsageError as error:
-        print(f"harness.baselines: error: {error}", file=sys.stderr)
-        return 2
+                worst = max(worst, check(name, args.dir, args.tolerance))
+        except UsageError as error:
+            worst = max(worst, _error(error))
+    return worst
+
+
+def _error(error: UsageError) -> int:
+    print(f"harness.baselines: error: {error}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

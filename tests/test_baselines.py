@@ -1,12 +1,18 @@
 """The committed baselines and `python -m harness.baselines`: what is covered,
-what a baseline holds, refreshing on purpose, and refusing an unhealthy run."""
+what a baseline holds, refreshing on purpose, refusing an unhealthy run or a
+path in the way, and a check that compared nothing (or not every trial) not
+passing."""
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
+import harness.baselines
 from harness.baselines import BASELINES_DIR, CI_PROBES, CI_SIZES, covered, main, refresh, same_python_minor
 from harness.check import check_summary
 from harness.compare import compare
@@ -60,7 +66,7 @@ def test_refresh_writes_a_baseline_that_check_accepts(tmp_path, capsys):
     assert exact and all(row.verdict == "ok" for row in exact)
 
     assert main(["check", "exp17", "--dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: 45 metrics on 3 trials")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: 36 metrics judged on 3 trials")
 
 
 LEAKING_WEAKREF = textwrap.dedent("""
@@ -91,3 +97,116 @@ def test_list_and_bad_names(capsys):
     assert main(["refresh", "exp99"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "unknown experiment 'exp99'" in err
+
+
+# --- check and refresh on synthetic runs (no trial is run) ------------------------
+
+@pytest.fixture
+def fresh_run_is(monkeypatch, tmp_path):
+    """Make `run_ci_size` return a copy of a synthetic run instead of running trials."""
+    def use(run_dir, ok=True):
+        def fake_run_ci_size(experiment, out):
+            target = out / "exp17" / "fake-run"
+            shutil.copytree(run_dir, target)
+            return SimpleNamespace(path=target, ok=ok, checks=[], meta=json.loads((target / "meta.json").read_text()))
+        monkeypatch.setattr(harness.baselines, "run_ci_size", fake_run_ci_size)
+    return use
+
+
+def baseline_of(run_dir, root):
+    shutil.copytree(run_dir, root / "exp17")
+    return root
+
+
+def test_check_passes_a_run_like_its_baseline(tmp_path, fresh_run_is, capsys):
+    from test_compare import make_run
+
+    fresh_run_is(make_run(tmp_path / "run"))
+    root = baseline_of(make_run(tmp_path / "base"), tmp_path / "baselines")
+    assert main(["check", "exp17", "--dir", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: 36 metrics judged on 3 trials")
+
+
+def test_check_with_a_variant_renamed_away_does_not_pass(tmp_path, fresh_run_is, capsys):
+    from test_compare import make_run
+
+    fresh_run_is(make_run(tmp_path / "run", variants=("strongref", "weakref_v2", "no_grad")))
+    root = baseline_of(make_run(tmp_path / "base"), tmp_path / "baselines")
+    assert main(["check", "exp17", "--dir", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "PASS" not in out
+    assert out.splitlines()[-1] == (
+        "NOT COMPARED: not every trial was compared: baseline trial weakref is not in the current run; "
+        "current trial weakref_v2 is not in the baseline; the baseline no longer describes the experiment's "
+        "CI size, refresh it on purpose (python -m harness.baselines refresh)")
+
+
+def test_check_with_no_trial_matching_is_one_line(tmp_path, fresh_run_is, capsys):
+    from test_compare import make_run
+
+    fresh_run_is(make_run(tmp_path / "run", variants=("weakref_v2",)))
+    root = baseline_of(make_run(tmp_path / "base", variants=("weakref",)), tmp_path / "baselines")
+    assert main(["check", "exp17", "--dir", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert "no trial matches by variant and parameters: variants weakref vs weakref_v2" in captured.err
+
+
+def test_check_against_a_baseline_whose_trials_all_failed_does_not_pass(tmp_path, fresh_run_is, capsys):
+    from test_compare import make_run
+
+    fresh_run_is(make_run(tmp_path / "run"))
+    failed = make_run(tmp_path / "base", status="failed", error="RuntimeError: boom", numpy_bytes_final=None)
+    assert main(["check", "exp17", "--dir", str(baseline_of(failed, tmp_path / "baselines"))]) == 2
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("NOT COMPARED: not every trial was compared: baseline trial strongref did not finish "
+                           "(failed: RuntimeError: boom)")
+
+
+def test_check_of_a_run_without_the_exact_probes_does_not_pass(tmp_path, fresh_run_is, capsys):
+    from test_compare import EXACT_PROBE_METRICS, make_run
+
+    fresh_run_is(make_run(tmp_path / "run", **{m: None for m in EXACT_PROBE_METRICS}))
+    root = baseline_of(make_run(tmp_path / "base"), tmp_path / "baselines")
+    assert main(["check", "exp17", "--dir", str(root)]) == 2
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "NOT COMPARED: no memory metric was judged: the exact metrics were not measured in the current run")
+
+
+def test_check_refuses_a_bad_tolerance_or_a_missing_baseline_before_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(harness.baselines, "run_ci_size", lambda *a: pytest.fail("ran the experiment"))
+    assert main(["check", "exp17", "--tolerance", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--tolerance is the minimum factor minus one" in err
+    assert main(["check", "exp17", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "is not a run directory (no meta.json)" in err
+
+
+@pytest.mark.parametrize("in_the_way, named", [
+    (lambda root: root.write_text("not a directory"), "is a file, not a directory"),
+    (lambda root: (root / "exp17" / "meta.json").mkdir(parents=True), "meta.json is in the way (not a file)"),
+])
+def test_refresh_with_a_file_in_the_way_is_one_line(tmp_path, monkeypatch, capsys, in_the_way, named):
+    monkeypatch.setattr(harness.baselines, "run_ci_size", lambda *a: pytest.fail("ran the experiment"))
+    root = tmp_path / "baselines"
+    in_the_way(root)
+    assert main(["refresh", "exp17", "--dir", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith(f"harness.baselines: error: cannot write the baseline to {root / 'exp17'}: ")
+    assert named in captured.err and "Traceback" not in captured.err
+
+
+def test_refresh_that_cannot_write_is_one_line(tmp_path, fresh_run_is, monkeypatch, capsys):
+    from test_compare import make_run
+
+    fresh_run_is(make_run(tmp_path / "run"))
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(harness.baselines, "write_atomic", full_disk)
+    assert main(["refresh", "exp17", "--dir", str(tmp_path / "baselines")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "cannot write the baseline to" in err and "No space left on device" in err and "summary.csv" in err

@@ -1,9 +1,11 @@
 """`harness compare`: the CI regression check against the committed baselines,
 a deliberately leaking engine caught by it, and the rules for what is exact,
-what is noisy and what is not comparable."""
+what is noisy (a Mann-Whitney U test over repeats plus a minimum factor),
+what is not comparable, and that nothing compared is not a pass."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import textwrap
@@ -13,9 +15,12 @@ import pandas as pd
 import pytest
 
 from harness.baselines import BASELINES_DIR, CI_SIZES, run_ci_size, same_python_minor
+import harness.compare
 from harness.cli import main
 from harness.compare import (
     CHANGED,
+    EXIT_NOT_COMPARABLE,
+    FASTER,
     IMPROVED,
     NOT_JUDGED,
     NOT_MEASURED,
@@ -23,6 +28,7 @@ from harness.compare import (
     REGRESSION,
     SLOWER,
     NotComparable,
+    best_p,
     compare,
 )
 
@@ -98,7 +104,8 @@ def test_a_leaking_weakref_fails_with_a_clear_table(leaking_run, capsys):
                      table["weakref", "numpy_bytes_peak"])
     assert re.search(r"live_functions_final\s+exact\s+3\s+60\s.*REGRESSION", table["weakref", "live_functions_final"])
     assert table["strongref", "numpy_bytes_final"].split()[-1] == OK
-    assert out.splitlines()[-1].startswith("REGRESSION: 5 of 45 metrics on 3 trials failed: weakref numpy_bytes_final")
+    assert out.splitlines()[-1].startswith("REGRESSION: 5 of 36 judged metrics on 3 trials failed: "
+                                           "weakref numpy_bytes_final")
 
 
 # --- the rules, on edited copies of the baseline ---------------------------------
@@ -131,6 +138,51 @@ def set_cell(variant: str, column: str, value):
     return edit
 
 
+# Synthetic runs: a meta.json and a summary.csv, rows copied from the committed
+# exp17 baseline, so the rules are tested in milliseconds without a trial.
+TEMPLATE_META = json.loads((BASELINE / "meta.json").read_text())
+TEMPLATE_ROWS = pd.read_csv(BASELINE / "summary.csv")
+EXACT_PROBE_METRICS = ("numpy_bytes_final", "numpy_bytes_peak", "bytes_per_iteration",
+                       *harness.compare.GC_AND_CENSUS)
+
+
+def make_run(path: Path, repeats: int = 1, variants=("strongref", "weakref", "no_grad"), meta=None,
+             **columns) -> Path:
+    """`repeats` summary rows per variant, each column of `columns` set to a
+    value (every row), a list (one value per repeat) or a dict of those by
+    variant (the other variants keep the baseline's value); None is empty."""
+    rows = []
+    for variant in variants:
+        known = variant if variant in set(TEMPLATE_ROWS["variant"]) else "weakref"
+        template = TEMPLATE_ROWS[TEMPLATE_ROWS["variant"] == known].iloc[0].to_dict()
+        for repeat in range(repeats):
+            row = dict(template, variant=variant, repeat=repeat, trial=len(rows))
+            for column, value in columns.items():
+                if isinstance(value, dict):
+                    if variant not in value:
+                        continue
+                    value = value[variant]
+                row[column] = value[repeat] if isinstance(value, (list, tuple)) else value
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    path.mkdir(parents=True)
+    table.to_csv(path / "summary.csv", index=False)
+    data = json.loads(json.dumps(TEMPLATE_META))
+    data.update(repeats=repeats, variants=list(variants), tables={"summary": {"rows": len(table)}})
+    if meta is not None:
+        meta(data)
+    (path / "meta.json").write_text(json.dumps(data))
+    return path
+
+
+MB = 1_000_000
+BASE_RSS = [100 * MB, 101 * MB, 99 * MB, 102 * MB, 98 * MB]  # median 100 MB
+
+
+def scaled(factor: float, values=BASE_RSS) -> list:
+    return [type(v)(v * factor) for v in values]
+
+
 def test_an_exact_metric_that_falls_is_changed_not_improved(tmp_path):
     current = copy_run(BASELINE, tmp_path / "cur", summary=set_cell("strongref", "numpy_bytes_final", 6_399_992))
     comparison = compare(BASELINE, current)
@@ -138,22 +190,87 @@ def test_an_exact_metric_that_falls_is_changed_not_improved(tmp_path):
     assert comparison.exit_code == 1
 
 
-def test_rss_is_judged_with_the_tolerance(tmp_path):
-    rss = int(pd.read_csv(BASELINE / "summary.csv").set_index("variant").loc["weakref", "rss_peak_bytes"])
-    within = copy_run(BASELINE, tmp_path / "within", summary=set_cell("weakref", "rss_peak_bytes", int(rss * 1.09)))
-    beyond = copy_run(BASELINE, tmp_path / "beyond", summary=set_cell("weakref", "rss_peak_bytes", int(rss * 1.11)))
-    lower = copy_run(BASELINE, tmp_path / "lower", summary=set_cell("weakref", "rss_peak_bytes", int(rss * 0.5)))
-    assert compare(BASELINE, within).exit_code == 0
-    assert rows_by(compare(BASELINE, beyond), "weakref")["rss_peak_bytes"].verdict == REGRESSION
-    assert rows_by(compare(BASELINE, beyond, tolerance=0.2), "weakref")["rss_peak_bytes"].verdict == OK
-    assert rows_by(compare(BASELINE, lower), "weakref")["rss_peak_bytes"].verdict == IMPROVED
+def test_rss_regresses_only_when_significantly_larger_and_beyond_the_factor(tmp_path):
+    base = make_run(tmp_path / "base", repeats=5, rss_peak_bytes={"weakref": BASE_RSS})
+
+    def row(name, values, **settings):
+        current = tmp_path / name
+        if not current.exists():
+            make_run(current, repeats=5, rss_peak_bytes={"weakref": values})
+        return rows_by(compare(base, current, **settings), "weakref")["rss_peak_bytes"]
+
+    beyond = row("beyond", scaled(1.2))  # every current repeat above every baseline one
+    assert (beyond.verdict, beyond.repeats) == (REGRESSION, (5, 5))
+    assert (beyond.baseline, beyond.current) == (100 * MB, 120 * MB)
+    assert beyond.ratio == pytest.approx(1.2) and beyond.p == pytest.approx(1 / 252)
+    assert row("beyond", scaled(1.2), tolerance=0.3).verdict == OK  # the factor is 1.3 now
+
+    within = row("within", scaled(1.05))  # significant, but not beyond the factor 1.10
+    assert within.verdict == OK and within.p < 0.05 and "within the factor 1.10" in within.note
+    assert row("within", scaled(1.05), tolerance=0).verdict == REGRESSION
+
+    # The median is 1.2 times the baseline's, but the repeats overlap it: not significant.
+    spread = row("spread", [80 * MB, 90 * MB, 120 * MB, 150 * MB, 160 * MB])
+    assert spread.ratio == pytest.approx(1.2) and spread.p > 0.05
+    assert spread.verdict == OK and "not significant" in spread.note
+
+    lower = row("lower", scaled(0.5))
+    assert lower.verdict == IMPROVED and lower.p == pytest.approx(1 / 252)
+
+
+@pytest.mark.parametrize("n_baseline, n_current, reason", [
+    (1, 1, "1 vs 1 repeats: the test cannot reach p<0.05 (at best p=0.5); "
+           "run with --repeats 20, or make both runs with --repeats 4"),
+    (2, 1, "2 vs 1 repeats: the test cannot reach p<0.05 (at best p=0.33); "
+           "run with --repeats 5, or make both runs with --repeats 4"),
+    (3, 3, "3 vs 3 repeats: the test cannot reach p<0.05 (at best p=0.05); run with --repeats 4"),
+])
+def test_too_few_repeats_are_not_judged_and_say_why(tmp_path, n_baseline, n_current, reason):
+    base = make_run(tmp_path / "base", repeats=n_baseline, rss_peak_bytes=BASE_RSS[:n_baseline])
+    doubled = make_run(tmp_path / "cur", repeats=n_current, rss_peak_bytes=scaled(2)[:n_current])
+    comparison = compare(base, doubled)
+    row = rows_by(comparison, "weakref")["rss_peak_bytes"]
+    # Twice the RSS, and still no verdict: no silent fallback threshold.
+    assert (row.verdict, row.note, row.repeats) == (NOT_JUDGED, reason, (n_baseline, n_current))
+    assert row.ratio == pytest.approx(2, rel=0.01) and row.p is None
+    assert comparison.exit_code == 0  # the exact metrics were judged, and equal
+
+
+def test_four_repeats_a_side_are_enough(tmp_path):
+    assert best_p(3, 3) == pytest.approx(0.05) and best_p(4, 4) == pytest.approx(1 / 70)
+    base = make_run(tmp_path / "base", repeats=4, rss_peak_bytes=BASE_RSS[:4])
+    current = make_run(tmp_path / "cur", repeats=4, rss_peak_bytes=scaled(2)[:4])
+    row = rows_by(compare(base, current), "weakref")["rss_peak_bytes"]
+    assert row.verdict == REGRESSION and row.p == pytest.approx(1 / 70)
+
+
+def test_the_report_shows_medians_ratio_p_and_repeats(tmp_path, capsys):
+    base = make_run(tmp_path / "base", repeats=5, rss_peak_bytes=BASE_RSS)
+    current = make_run(tmp_path / "cur", repeats=5,
+                       rss_peak_bytes={"strongref": BASE_RSS, "weakref": scaled(1.2), "no_grad": BASE_RSS})
+    assert main(["compare", str(base), str(current)]) == 1
+    out = capsys.readouterr().out
+    assert "one-sided Mann-Whitney U test (p < 0.05) and the ratio of medians exceeds 1.10" in out
+    table = {tuple(line.split()[:2]): line for line in out.splitlines()}
+    assert re.search(r"^weakref\s+rss_peak_bytes\s+noisy\s+100,000,000\s+120,000,000\s+\+20,000,000\s+1\.200"
+                     r"\s+0\.004\s+5 vs 5\s+REGRESSION", table["weakref", "rss_peak_bytes"])
+    assert re.search(r"^strongref\s+rss_peak_bytes\s+noisy\s+100,000,000\s+100,000,000\s+\+0\s+1\.000\s+0\.54"
+                     r"\s+5 vs 5\s+ok", table["strongref", "rss_peak_bytes"])
+    assert out.splitlines()[-1] == "REGRESSION: 1 of 42 judged metrics on 3 trials failed: weakref rss_peak_bytes"
 
 
 def test_time_is_shown_but_never_fails(tmp_path):
-    current = copy_run(BASELINE, tmp_path / "cur", summary=set_cell("weakref", "workload_seconds", 10.0))
-    comparison = compare(BASELINE, current)
+    times = [0.010, 0.011, 0.009, 0.0105, 0.0095]
+    base = make_run(tmp_path / "base", repeats=5, workload_seconds=times)
+    slower = make_run(tmp_path / "slower", repeats=5, workload_seconds={"weakref": scaled(10, times)})
+    faster = make_run(tmp_path / "faster", repeats=5, workload_seconds={"weakref": [t / 10 for t in times]})
+    comparison = compare(base, slower)
     assert rows_by(comparison, "weakref")["workload_seconds"].verdict == SLOWER
     assert comparison.exit_code == 0
+    assert rows_by(compare(base, faster), "weakref")["workload_seconds"].verdict == FASTER
+    once = rows_by(compare(BASELINE, copy_run(BASELINE, tmp_path / "once", summary=set_cell(
+        "weakref", "workload_seconds", 10.0))), "weakref")["workload_seconds"]
+    assert once.verdict == NOT_JUDGED and once.note.startswith("1 vs 1 repeats")
 
 
 def test_a_failed_trial_is_a_regression(tmp_path):
@@ -167,14 +284,69 @@ def test_a_failed_trial_is_a_regression(tmp_path):
     assert no_grad["numpy_bytes_final"].verdict == NOT_MEASURED
 
 
-def test_gc_counts_are_noisy_when_the_gc_is_on(tmp_path):
-    def gc_on(table):
-        table["gc"] = "on"
-        table["gc_collections"] = 3
-    base = copy_run(BASELINE, tmp_path / "base", summary=gc_on, meta=lambda m: m["params"].update(gc="on"))
-    current = copy_run(base, tmp_path / "cur", summary=set_cell("weakref", "gc_collections", 4))
-    assert rows_by(compare(base, current, tolerance=0.5), "weakref")["gc_collections"].verdict == OK
-    assert rows_by(compare(base, current, tolerance=0.1), "weakref")["gc_collections"].verdict == REGRESSION
+def gc_on(data):
+    data["params"]["gc"] = "on"
+
+
+def test_gc_counts_and_census_are_exact_with_the_gc_on_by_default(tmp_path):
+    assert harness.compare.GC_COUNTS_EXACT_WITH_GC_ON is True
+    base = make_run(tmp_path / "base", gc="on", gc_collections=3, meta=gc_on)
+    current = make_run(tmp_path / "cur", gc="on", gc_collections={"strongref": 3, "weakref": 4, "no_grad": 2},
+                       meta=gc_on)
+    comparison = compare(base, current, tolerance=0.5)
+    assert rows_by(comparison, "weakref")["gc_collections"].kind == "exact"
+    assert rows_by(comparison, "weakref")["gc_collections"].verdict == REGRESSION
+    assert rows_by(comparison, "no_grad")["gc_collections"].verdict == CHANGED
+
+
+def test_the_switch_makes_gc_counts_noisy_with_the_gc_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness.compare, "GC_COUNTS_EXACT_WITH_GC_ON", False)
+    base = make_run(tmp_path / "base", repeats=4, gc="on", gc_collections=[3, 3, 4, 3], meta=gc_on)
+    more = make_run(tmp_path / "more", repeats=4, gc="on", gc_collections={"weakref": [6, 7, 6, 6]}, meta=gc_on)
+    row = rows_by(compare(base, more), "weakref")["gc_collections"]
+    assert (row.kind, row.verdict, row.repeats) == ("noisy", REGRESSION, (4, 4))
+    once = make_run(tmp_path / "once", gc="on", gc_collections=3, meta=gc_on)
+    assert rows_by(compare(once, once), "weakref")["gc_collections"].verdict == NOT_JUDGED
+    # With the GC off they stay exact either way.
+    assert rows_by(compare(BASELINE, BASELINE), "weakref")["gc_collections"].kind == "exact"
+
+
+@pytest.mark.parametrize("exact_with_gc_on", [True, False])
+@pytest.mark.parametrize("gc", ["off", "on"])
+def test_an_empty_gc_metric_is_not_measured_never_a_pass_or_fail(tmp_path, monkeypatch, exact_with_gc_on, gc):
+    monkeypatch.setattr(harness.compare, "GC_COUNTS_EXACT_WITH_GC_ON", exact_with_gc_on)
+    params = lambda m: m["params"].update(gc=gc)  # noqa: E731
+    measured = make_run(tmp_path / "measured", repeats=2, gc=gc, gc_collections=3, live_functions_final=5,
+                        meta=params)
+    empty = make_run(tmp_path / "empty", repeats=2, gc=gc, gc_collections=None, meta=params,
+                     live_functions_final={"strongref": 5, "weakref": [5, None], "no_grad": 5})
+    for base, current, note in [(measured, empty, "not measured in the current run"),
+                                (empty, measured, "not measured in the baseline")]:
+        comparison = compare(base, current)
+        weakref = rows_by(comparison, "weakref")
+        row = weakref["gc_collections"]
+        assert (row.verdict, row.note) == (NOT_MEASURED, note)
+        assert row not in comparison.judged and row not in comparison.regressions
+        census = weakref["live_functions_final"]
+        if census.kind == "exact":  # an exact metric must be measured in every repeat
+            assert census.verdict == NOT_MEASURED and census.note.startswith("measured in 1 of the ")
+            assert census.note.endswith("'s 2 repeats")
+        else:  # a noisy one is judged on the repeats that measured it: too few here
+            assert census.verdict == NOT_JUDGED and sorted(census.repeats) == [1, 2]
+        assert comparison.exit_code == 0  # the numpy-domain bytes were judged
+
+
+def test_a_gc_count_of_a_run_without_the_gc_probe_is_not_measured(tmp_path):
+    # A run records its probes; without the gc probe its GC counts are 0 in the
+    # table (no collection was seen), which is no measurement.
+    no_gc = make_run(tmp_path / "no_gc", meta=lambda m: m.update(probes=["tracemalloc", "rss", "census"]))
+    for base, current, side in [(BASELINE, no_gc, "current run"), (no_gc, BASELINE, "baseline")]:
+        comparison = compare(base, current)
+        for trial in ("strongref", "weakref", "no_grad"):
+            row = rows_by(comparison, trial)["gc_collections"]
+            assert (row.verdict, row.note) == (NOT_MEASURED, f"not measured in the {side} (its gc probe was off)")
+            assert rows_by(comparison, trial)["live_variables_final"].verdict == OK  # the census was on
+        assert comparison.exit_code == 0
 
 
 def test_an_exact_metric_that_varies_between_repeats_fails(tmp_path):
@@ -241,9 +413,75 @@ def test_a_corrupt_or_truncated_file_is_named_in_one_line(tmp_path, capsys, dama
     assert len(err.splitlines()) == 1 and named in err and str(current) in err
 
 
-def test_a_bad_tolerance_is_refused(capsys):
+def test_a_bad_tolerance_is_refused_naming_its_unit(capsys):
     assert main(["compare", str(BASELINE), str(BASELINE), "--tolerance", "-0.5"]) == 2
-    assert "--tolerance must be a fraction of at least 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "--tolerance is the minimum factor minus one, a fraction (0.1: the current median must exceed " \
+           "the baseline's by more than 10%); it must be at least 0, got -0.5" in err
+
+
+# --- nothing compared is not a pass ---------------------------------------------------
+
+def test_a_comparison_with_something_judged_passes_and_counts_it(tmp_path, capsys):
+    assert main(["compare", str(make_run(tmp_path / "a")), str(make_run(tmp_path / "b"))]) == 0
+    # 12 exact metrics a trial judged; RSS (one repeat a side) and time shown, not judged.
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "PASS: 36 metrics judged on 3 trials, no regression (9 more shown, not judged)")
+
+
+def test_a_current_run_without_the_exact_probes_compares_nothing(tmp_path, capsys):
+    current = make_run(tmp_path / "cur", **{m: None for m in EXACT_PROBE_METRICS},
+                       meta=lambda m: m.update(probes=["rss"]))
+    comparison = compare(BASELINE, current)
+    assert comparison.rows and not comparison.judged[3:]  # iterations_completed only
+    assert comparison.exit_code == EXIT_NOT_COMPARABLE
+    assert main(["compare", str(BASELINE), str(current)]) == 2
+    out = capsys.readouterr().out
+    assert "PASS" not in out
+    assert out.splitlines()[-1] == (
+        "NOT COMPARED: no memory metric was judged: the exact metrics were not measured in the current run "
+        "(its tracemalloc, gc, census probes were off); rss_final_bytes, rss_peak_bytes not judged: 1 vs 1 "
+        "repeats: the test cannot reach p<0.05 (at best p=0.5); run with --repeats 20, or make both runs with "
+        "--repeats 4")
+
+
+def test_a_baseline_whose_trials_all_failed_compares_nothing(tmp_path, capsys):
+    base = make_run(tmp_path / "base", status="failed", error="RuntimeError: boom",
+                    **{m: None for m in EXACT_PROBE_METRICS})
+    assert main(["compare", str(base), str(BASELINE)]) == 2
+    out = capsys.readouterr().out
+    assert "PASS" not in out
+    assert out.splitlines()[-1] == (
+        "NOT COMPARED: no trial was compared: baseline trial strongref did not finish (failed: RuntimeError: boom); "
+        "baseline trial weakref did not finish (failed: RuntimeError: boom); "
+        "baseline trial no_grad did not finish (failed: RuntimeError: boom)")
+
+
+def test_a_variant_renamed_away_is_not_compared(tmp_path, capsys):
+    base = make_run(tmp_path / "base", variants=("weakref",))
+    renamed = make_run(tmp_path / "renamed", variants=("weakref_v2",))
+    assert main(["compare", str(base), str(renamed)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert "no trial matches by variant and parameters: variants weakref vs weakref_v2" in captured.err
+    # One of several renamed: compare judges the rest and warns; required to cover every trial, it does not pass.
+    partly = make_run(tmp_path / "partly", variants=("strongref", "weakref_v2", "no_grad"))
+    assert compare(BASELINE, partly).exit_code == 0
+    strict = compare(BASELINE, partly, require_every_trial=True)
+    assert strict.exit_code == EXIT_NOT_COMPARABLE
+    assert strict.nothing_compared.startswith("not every trial was compared: baseline trial weakref is not in "
+                                              "the current run; current trial weakref_v2 is not in the baseline")
+
+
+def test_a_regression_outranks_nothing_compared(tmp_path):
+    def failed(table):
+        table["status"], table["error"] = "failed", "MemoryError"
+        for metric in EXACT_PROBE_METRICS:
+            table[metric] = None
+    comparison = compare(BASELINE, copy_run(BASELINE, tmp_path / "cur", summary=failed))
+    assert not [row for row in comparison.rows if row.judges_memory]
+    assert comparison.exit_code == 1  # every current trial failed: that is a regression, not "nothing compared"
 
 
 def test_every_ci_size_has_a_committed_baseline():
