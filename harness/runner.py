@@ -439,6 +439,12 @@ def run_experiment(
         for name, table in tables.items():
             write_table(run_dir / f"{name}.csv", table)
         checks += check_summary(plan.experiment, tables["summary"])
+        for outcome in outcomes:
+            foreign = outcome.result.get("foreign_tracemalloc_domains")
+            if foreign:
+                notify(f"trial {outcome.trial} {outcome.variant}: its numpy_bytes include "
+                       f"{sum(foreign.values()):,} bytes the engine traced in tracemalloc domain(s) "
+                       f"{', '.join(foreign)}, not numpy's")
         meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
         if config.plots and interruption.signum is None:
             meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]

@@ -65,6 +65,8 @@ SUMMARY_COLUMNS = {
     "live_variables_final": "engine Variables alive at the last sample (exact)",
     "live_functions_final": "engine Functions alive at the last sample (exact)",
     "observer_neutral": "every sample point left the collector's count as the workload left it",
+    "foreign_traced_bytes": "bytes still traced at the end in tracemalloc domains other than numpy's (an engine "
+                            "calling PyTraceMalloc_Track itself): the numpy_bytes figures include them",
     "expected_numpy_bytes_final": "the analytic model's prediction of the bytes held at the end",
     "expected_numpy_bytes_peak": "the analytic model's prediction of the peak",
     "bound_numpy_bytes_final": "an upper bound on the bytes held at the end, where the model predicts no value "
@@ -263,6 +265,9 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, samples: pd.DataFra
                                    and outcome.result.get("drifted_sample_points", 0) == 0)
     else:
         row["observer_neutral"] = None
+
+    foreign = outcome.result.get("foreign_tracemalloc_domains")
+    row["foreign_traced_bytes"] = sum(foreign.values()) if foreign else (0 if outcome.result else None)
 
     model = experiment.expected_for(outcome.variant, trial_params(outcome))
     if model.bound:

@@ -49,3 +49,35 @@ def test_arrays_allocated_before_start_are_not_counted() -> None:
         assert tracer.read() == (0, 0)
     finally:
         tracer.stop()
+
+
+FOREIGN_ENGINE = '''
+import ctypes
+from engine.core import *  # noqa: F401,F403 - our engine's names
+from engine import core as _core
+
+_track = ctypes.pythonapi.PyTraceMalloc_Track
+_track.argtypes = [ctypes.c_uint, ctypes.c_size_t, ctypes.c_size_t]
+_kept = []
+
+
+def square(x):
+    buffer = ctypes.create_string_buffer(4096)  # the engine's own buffer, traced in its own domain
+    _kept.append(buffer)
+    _track(4242, ctypes.addressof(buffer), 4096)
+    return _core.square(x)
+'''
+
+
+def test_bytes_an_engine_traces_in_another_domain_are_reported(tmp_path) -> None:
+    import harness
+
+    engine_file = tmp_path / "foreign_engine.py"
+    engine_file.write_text(FOREIGN_ENGINE, encoding="utf-8")
+    run = harness.run("exp17", variants=[f"file:{engine_file}", "weakref"], params={"iterations": 2},
+                      out=tmp_path, plots=False, progress=False, probes=["tracemalloc"])
+    summary = run.summary.set_index("variant")
+    foreign = summary.loc[f"file:{engine_file}"]
+    assert foreign["foreign_traced_bytes"] == 2 * 3 * 4096  # three squares per iteration, all kept
+    assert foreign["numpy_bytes_final"] == 320_000 + 2 * 3 * 4096
+    assert summary.loc["weakref", "foreign_traced_bytes"] == 0
