@@ -7,6 +7,7 @@ the product knows about these tests.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,11 +66,28 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=120)
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
     # A session of its own, like a shell's foreground job: a signal to its
     # process group is what a terminal's Ctrl-C sends.
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=cwd, start_new_session=True)
+    STARTED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test():
+    """A test that fails half-way must not leave its long run (and its trial) running."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def only_run(out: Path) -> Path:
