@@ -26,6 +26,11 @@ import pandas as pd
 
 from harness.errors import UsageError
 
+# compare's option text, without importing compare (pandas) to build the parser
+TOLERANCE_HELP = ("minimum factor minus one for noisy metrics (RSS, time), as a fraction: 0.1 (the default) "
+                  "means the current median must exceed the baseline's by more than 10%%, in addition to "
+                  "a significant Mann-Whitney U test over the repeats")
+
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 SUMMARY_VIEW = (
@@ -89,8 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)", parents=[debug])
     compare.add_argument("baseline", type=Path)
     compare.add_argument("current", type=Path)
-    compare.add_argument("--tolerance", type=float, default=None,
-                         help="relative tolerance for noisy metrics (RSS, time)")
+    compare.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
     return parser
 
 
