@@ -24,12 +24,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from harness.compare import TOLERANCE_HELP
 from harness.errors import UsageError
-
-# compare's option text, without importing compare (pandas) to build the parser
-TOLERANCE_HELP = ("minimum factor minus one for noisy metrics (RSS, time), as a fraction: 0.1 (the default) "
-                  "means the current median must exceed the baseline's by more than 10%%, in addition to "
-                  "a significant Mann-Whitney U test over the repeats")
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
