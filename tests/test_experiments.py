@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from experiments.exp17_sweep import no_collection_possible
 from harness.api import Run, run
 from harness.check import ComparisonResult, Ordering, Trend, check_summary
-from harness.experiment import Experiment, Param
+from harness.experiment import Experiment, Param, Params
 from harness.model import LOOP_CONTAINERS_MARGIN
 from harness.registry import get_experiment
 
@@ -164,18 +165,22 @@ def test_sweep_collections_stay_while_strongref_bytes_grow_with_size(tmp_path: P
 
 def test_sweep_claims_no_collection_only_where_none_can_come(tmp_path: Path) -> None:
     """Just below the threshold in graphs' containers, the loop's own containers
-    and an op's temporaries still make a collection come; the model keeps a
-    margin for them, and its exact claim holds where it makes it."""
+    and an op's temporaries can still make a collection come (on 3.11, 43
+    iterations at depth 3 collect at iteration 42: 688 < 700): the model keeps a
+    margin for them and makes its exact claim only where it holds."""
     threshold = gc.get_threshold()[0]
-    just_below = threshold // 16  # iterations * 16 < threshold: a collection comes all the same
+    just_below = threshold // 16  # iterations * 16 < threshold
     safely_below = (threshold - LOOP_CONTAINERS_MARGIN) // 16 - 1
     result = small_run("exp17_sweep", tmp_path, variants=["strongref"],
                        params={"iterations": [safely_below, just_below], "size": 100})
+    experiment = get_experiment("exp17_sweep")
+    for iterations, claimed in ((safely_below, True), (just_below, False)):
+        params = Params({**experiment.defaults(), "iterations": iterations, "size": 100})
+        assert no_collection_possible(params) is claimed, iterations
     s = result.summary
-    assert row(s, iterations=just_below).gc_collections >= 1
     assert row(s, iterations=safely_below).gc_collections == 0
     assert row(s, iterations=safely_below).numpy_bytes_final == safely_below * 4 * 800
-    assert_all_checks_pass(result)
+    assert_all_checks_pass(result)  # whether or not the collector ran just below
 
 
 # -- check: comparisons judge, and can fail --------------------------------
