@@ -98,6 +98,17 @@ def _measured(expectation: Expectation, record: dict[str, Any]) -> bool:
     return all(not pd.isna(record.get(column)) for column in columns)
 
 
+def _model_variant(row: pd.Series) -> str:
+    """The model a trial was judged by, as recorded at run time. A run from
+    before that column, or a trial with no model, is judged by its variant's
+    name, for which only the built-in variants have a model: reading a run
+    never imports the engine a variant names (a run directory is data)."""
+    recorded = row.get("model_variant")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return str(row["variant"])
+
+
 def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckResult | ComparisonResult]:
     """Evaluate the expectations of every trial that completed, then the
     experiment's comparisons between them."""
@@ -113,7 +124,7 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
                 params[name] = int(row[name])
         record = {key: _native(value) for key, value in row.items()}
         records.append(record)
-        for expectation in experiment.expectations_for(str(row["variant"]), params):
+        for expectation in experiment.expectations(_model_variant(row), params):
             if not _measured(expectation, record):
                 continue  # its probe was off in this run: nothing to judge
             results.append(

@@ -235,11 +235,6 @@ class Experiment:
 
         return self.expected(modelled_as(variant), params)
 
-    def expectations_for(self, variant: str, params: Params) -> list[Expectation]:
-        from harness.model import modelled_as
-
-        return self.expectations(modelled_as(variant), params)
-
 
 @dataclass
 class Workbench:

@@ -39,14 +39,21 @@ def modelled_as(variant: str) -> str:
     """The built-in variant whose model describes `variant`: itself when it is
     built in, else what the variant declares (`Variant.model_as`; the official
     DeZero frees graphs and grads as retain_grad does), else its own name,
-    for which the experiments' models make no claim."""
+    for which the experiments' models make no claim. Run time only: for a
+    `file:` or `module:` variant this imports the engine."""
+    return model_source(variant)[0]
+
+
+def model_source(variant: str) -> tuple[str, str | None]:
+    """(the variant whose model judges `variant`, and where that came from:
+    "built-in", "declared", or None when no model applies)."""
     if variant in GRAPH_OWNERSHIP:
-        return variant
+        return variant, "built-in"
     try:
         declared = get_variant(variant).model_as
     except UnknownVariantError:
-        return variant
-    return declared or variant
+        return variant, None
+    return (declared, "declared") if declared else (variant, None)
 
 
 def array_bytes(size: int, dtype: str = "float64") -> int:

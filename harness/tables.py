@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from harness.experiment import Experiment, Params
+from harness.model import model_source
 
 IDENTITY = ("experiment", "variant", "repeat", "trial")
 SAMPLE_COLUMNS = (
@@ -67,6 +68,9 @@ SUMMARY_COLUMNS = {
     "observer_neutral": "every sample point left the collector's count as the workload left it",
     "foreign_traced_bytes": "bytes still traced at the end in tracemalloc domains other than numpy's (an engine "
                             "calling PyTraceMalloc_Track itself): the numpy_bytes figures include them",
+    "model_variant": "the built-in variant whose model judged the trial (recorded at run time, so reading "
+                     "a run never imports an engine); empty: no model",
+    "model_source": "where that model came from: built-in, declared (Variant.model_as), or empty",
     "expected_numpy_bytes_final": "the analytic model's prediction of the bytes held at the end",
     "expected_numpy_bytes_peak": "the analytic model's prediction of the peak",
     "bound_numpy_bytes_final": "an upper bound on the bytes held at the end, where the model predicts no value "
@@ -269,7 +273,10 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, samples: pd.DataFra
     foreign = outcome.result.get("foreign_tracemalloc_domains")
     row["foreign_traced_bytes"] = sum(foreign.values()) if foreign else (0 if outcome.result else None)
 
-    model = experiment.expected_for(outcome.variant, trial_params(outcome))
+    model_variant, source = model_source(outcome.variant)
+    row["model_variant"] = model_variant if source else None
+    row["model_source"] = source
+    model = experiment.expected(model_variant, trial_params(outcome))
     if model.bound:
         row["expected_numpy_bytes_final"] = row["expected_numpy_bytes_peak"] = None
         row["bound_numpy_bytes_final"] = model.numpy_bytes_final
