@@ -153,19 +153,28 @@ for _variant in (
 
 
 def plugin_variant(name: str) -> Variant:
-    """The variant for `file:PATH.py` or `module:NAME`, its engine imported and checked now,
-    so a bad file is reported before any trial starts."""
+    """The variant for `file:PATH.py` or `module:NAME`. Its engine is imported
+    only by `load()`, in the trial's own process; `check_plugin` imports it
+    in a child process first, so a bad file is reported before any trial
+    starts and nothing its top-level code does happens to the caller."""
+    where = name.split(":", 1)[1]
+
+    def load() -> EngineAPI:
+        try:
+            module = plugin.load_plugin(name)
+        except plugin.PluginError as error:
+            raise BadPluginError(str(error)) from None
+        return DezeroStyleEngine(module, name)
+
+    return Variant(name, "user engine", f"DeZero names from {where}", load)
+
+
+def check_plugin(name: str) -> None:
+    """Raise BadPluginError (one line) if the plugin `name` cannot be used."""
     try:
-        module = plugin.load_plugin(name)
+        plugin.check_in_child(name)
     except plugin.PluginError as error:
         raise BadPluginError(str(error)) from None
-    where = getattr(module, "__file__", None) or name
-    return Variant(
-        name,
-        "user engine",
-        f"DeZero names from {where}",
-        lambda: DezeroStyleEngine(module, name),
-    )
 
 
 def variant_names() -> list[str]:

@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from engine.variants import UnknownVariantError, get_variant
+from engine.adapters.plugin import is_plugin
+from engine.variants import UnknownVariantError, check_plugin, get_variant
 from harness.errors import UsageError
 from harness.experiment import Experiment, Params
 from harness.guard import GuardReport, check_memory, trial_needs
@@ -128,6 +129,8 @@ def make_plan(config: RunConfig) -> Plan:
     for name in variants:
         try:
             variant = get_variant(name)
+            if is_plugin(name):
+                check_plugin(name)
         except UnknownVariantError as error:
             raise UsageError(str(error)) from None
         if not variant.available():
@@ -282,6 +285,11 @@ def execute_trial(
         finally:
             process.wait()
             interruption.finished(process)
+            # Whatever the trial started (a plugin's own processes) ends with it.
+            # The group outlives its leader only while a member is alive, and
+            # while it exists its id is not given to another process.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
     _read_events(spec, outcome)
     if interruption.signum is not None and process.returncode != 0 and outcome.status != "timeout":
         outcome.status = "interrupted"

@@ -22,7 +22,7 @@ import engine
 from engine.adapters import dezero_official, plugin, torch_engine
 from engine.interface import BackwardUnavailable, DezeroStyleEngine
 from engine import variants
-from engine.variants import BadPluginError, UnknownVariantError, Variant, get_variant
+from engine.variants import BadPluginError, UnknownVariantError, Variant, check_plugin, get_variant
 from harness import cli
 from harness.errors import UsageError
 from harness.runner import RunConfig, make_plan, run_experiment
@@ -226,7 +226,7 @@ def test_bad_engine_file_is_one_line_naming_what_is_wrong(tmp_path: Path, source
     if source is not None:
         path.write_text(source)
     with pytest.raises(BadPluginError) as raised:
-        get_variant(f"file:{path}")
+        check_plugin(f"file:{path}")
     assert isinstance(raised.value, UnknownVariantError)
     text = str(raised.value)
     assert message in text and "\n" not in text and f"file:{path}" in text
@@ -236,12 +236,12 @@ def test_engine_file_must_be_python(tmp_path: Path) -> None:
     path = tmp_path / "engine.txt"
     path.write_text("class Variable: pass\n")
     with pytest.raises(BadPluginError, match="not a Python file"):
-        get_variant(f"file:{path}")
+        check_plugin(f"file:{path}")
 
 
 def test_missing_module_is_named() -> None:
     with pytest.raises(BadPluginError, match="no module named 'no_such_engine_mod'"):
-        get_variant("module:no_such_engine_mod")
+        check_plugin("module:no_such_engine_mod")
 
 
 def test_bad_engine_file_on_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -262,7 +262,8 @@ def test_bad_engine_file_on_the_command_line_exits_2_with_one_line(tmp_path: Pat
 def test_engine_file_prints_stay_out_of_the_harness_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "chatty.py"
     path.write_text(NOTEBOOK.read_text() + "\nprint(y)\n")
-    get_variant(f"file:{path}")
+    check_plugin(f"file:{path}")  # in a child process
+    get_variant(f"file:{path}").load()  # here, as a trial does
     assert capsys.readouterr().out == ""
 
 

@@ -52,3 +52,76 @@ def test_check_and_load_never_import_a_variant_named_in_the_run(tmp_path: Path, 
     else:  # no model known without importing the engine: nothing judged, and it says so
         assert checks == []
         assert checked.returncode == 1 and "no expectation applies" in checked.stdout
+
+
+# --- every way a trial can end ends it -------------------------------------------------------
+
+ENDS = textwrap.dedent("""
+    import os, signal, subprocess, sys
+    from engine.core import *  # noqa: F401,F403
+    from engine import core as _core
+
+    calls = 0
+
+    def square(x):
+        global calls
+        calls += 1
+        if calls == 4:
+            {action}
+        return _core.square(x)
+""")
+
+
+@pytest.mark.parametrize("action, reason", [
+    ("raise SystemExit(3)", "SystemExit: 3"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ("os.kill(os.getpid(), signal.SIGINT)", "KeyboardInterrupt"),
+])
+def test_a_workload_that_exits_or_is_interrupted_ends_its_trial_and_the_run_finishes(
+        tmp_path: Path, action: str, reason: str) -> None:
+    engine = tmp_path / "ends.py"
+    engine.write_text(ENDS.replace("{action}", action), encoding="utf-8")
+    done = cli("run", "exp17", "--variant", f"file:{engine}", "--variant", "no_grad", "--param", "iterations=3",
+               "--no-plots", "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)  # the sampled probe is on
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = pd.read_csv(Path(done.stdout.splitlines()[-1]) / "summary.csv").set_index("variant")
+    assert summary.loc[f"file:{engine}", "status"] == "failed"
+    assert summary.loc[f"file:{engine}", "error"].startswith(reason)
+    assert summary.loc["no_grad", "status"] == "ok"
+
+
+SPAWNS = textwrap.dedent("""
+    import subprocess, sys
+    from pathlib import Path
+    from engine.core import *  # noqa: F401,F403
+
+    # A plugin that starts a process of its own and forgets it.
+    _child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(__file__).with_name("child.pid").write_text(str(_child.pid))
+""")
+
+
+def test_processes_a_plugin_starts_end_with_its_trial(tmp_path: Path) -> None:
+    import psutil
+
+    engine = tmp_path / "spawns.py"
+    engine.write_text(SPAWNS, encoding="utf-8")
+    done = cli("run", "exp17", "--variant", f"file:{engine}", "--param", "iterations=2", "--no-plots",
+               "--probe", "tracemalloc", "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=120)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    child = int((tmp_path / "child.pid").read_text())
+    try:
+        process = psutil.Process(child)
+        assert process.status() == psutil.STATUS_ZOMBIE or not process.is_running()
+    except psutil.NoSuchProcess:
+        pass
+
+
+def test_a_plugin_that_exits_at_import_is_one_line_and_the_harness_goes_on(tmp_path: Path) -> None:
+    engine = tmp_path / "exits.py"
+    engine.write_text("import os\nos._exit(7)\n", encoding="utf-8")
+    done = cli("run", "exp17", "--variant", f"file:{engine}", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"harness: error: variant 'file:{engine}': importing it ended the process "
+                                   "(exit status 7)")
+    assert not (tmp_path / "out").exists()  # refused before anything is written

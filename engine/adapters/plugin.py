@@ -20,7 +20,11 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +54,52 @@ def load_plugin(name: str) -> ModuleType:
         _check_names(name, module)
         _loaded[name] = module
     return _loaded[name]
+
+
+def check_in_child(name: str, timeout_s: float = 120) -> None:
+    """Import and check the plugin in a process of its own, so what its
+    top-level code does (exit, fork, start processes, hang) cannot happen to
+    the caller; raise PluginError with the child's one line if it fails. The
+    child's whole session is killed when it is done. Its output goes to
+    files, not pipes: a process the plugin starts would hold a pipe open."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, "-m", "engine.adapters.plugin", name], stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=err, env=env, start_new_session=True)
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise PluginError(f"variant {name!r}: importing it did not finish in {timeout_s:g} s") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        out.seek(0)
+        err.seek(0)
+        lines = [line for line in out.read().splitlines() if line.strip()]
+        said = err.read().strip()
+    if child.returncode == 0 and lines and lines[-1] == _CHECKED:
+        return
+    reason = next((line for line in reversed(lines) if line.startswith("variant ")), None)
+    if reason is None:
+        last = said.splitlines()[-1] if said else ""
+        reason = (f"variant {name!r}: importing it ended the process (exit status {child.returncode})"
+                  + (f": {last}" if last else ""))
+    raise PluginError(reason)
+
+
+_CHECKED = "plugin checked"
+
+
+def _main(name: str) -> int:
+    try:
+        load_plugin(name)
+    except PluginError as error:
+        print(error, flush=True)
+        return 2
+    print(_CHECKED, flush=True)
+    return 0
 
 
 def _import_file(name: str, text: str) -> ModuleType:
@@ -119,3 +169,7 @@ def _check_names(name: str, module: ModuleType) -> None:
         )
     if not isinstance(module.Variable, type):
         raise PluginError(f"variant {name!r}: Variable is a {type(module.Variable).__name__}, not a class")
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
