@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
 
@@ -68,7 +68,8 @@ def run(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
         measure_overhead=measure_overhead, verify_observer=verify_observer, plots=plots, command=f"harness.run({experiment!r}, ...)",
-        trial_env=dict(trial_env or {}), malloc_trim=malloc_trim, force=force,
+        trial_env=dict(trial_env) if isinstance(trial_env, Mapping) else (trial_env or {}),
+        malloc_trim=malloc_trim, force=force,
     )
     result = run_experiment(config, show_progress=progress)
     if result.interrupted_by is not None:

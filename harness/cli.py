@@ -95,10 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _whole(text: str) -> int:
+    # 1e3 is read as it is in --param: a whole number written short.
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        if not math.isfinite(number) or not number.is_integer():
+            raise argparse.ArgumentTypeError(f"takes a whole number, got {text!r}") from None
+        value = int(number)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

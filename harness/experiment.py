@@ -8,6 +8,7 @@ and parameters, and the expectations `check` evaluates.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Mapping
@@ -55,6 +56,12 @@ class Param:
 
     def validate(self, value: Any) -> Any:
         if self.type in (int, float) and isinstance(value, bool):
+            raise UsageError(f"parameter {self.name!r} takes {self.kind()}, got {value!r}")
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)  # numpy's integers (np.int64) are whole numbers too
+        elif isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+            value = float(value)
+        if self.type in (int, float) and isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"parameter {self.name!r} takes {self.kind()}, got {value!r}")
         if self.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)

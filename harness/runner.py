@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import json
 import math
+import numbers
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -44,6 +45,10 @@ from harness.tables import TrialOutcome, build_tables
 from harness.trial import TrialSpec, phase_file, sample_file
 
 DEFAULT_OUT = Path("results")
+# A trial's timeout goes to poll(), which takes whole milliseconds in a C int.
+MAX_TIMEOUT_S = (2**31 - 1) // 1000
+# The plan is built in the parent before anything runs; past this it is a typo.
+MAX_TRIALS = 100_000
 
 
 @dataclass
@@ -116,6 +121,8 @@ def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[
         if not sep or not key:
             raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
         param = experiment.param(key.strip())
+        if param.name in overrides:
+            raise UsageError(f"--param {param.name} is given twice; sweep with --param {param.name}=V1,V2")
         values = [param.parse(v.strip()) for v in text.split(",")]
         if not text.strip() or any(v == "" for v in values):
             raise UsageError(f"--param {key} needs a value")
@@ -138,13 +145,20 @@ def make_plan(config: RunConfig) -> Plan:
     if len(set(variants)) != len(variants):
         raise UsageError("a variant is named twice")
     for name, count in (("--repeats", config.repeats), ("--jobs", config.jobs)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
             raise UsageError(f"{name} must be a whole number of at least 1, got {count!r}")
-    for key in config.trial_env:
-        if not key or "=" in key:
+    if not isinstance(config.trial_env, Mapping):
+        raise UsageError(f"trial_env must map names to values, got {type(config.trial_env).__name__}")
+    for key, value in config.trial_env.items():
+        if not isinstance(key, str) or not key or "=" in key:
             raise UsageError(f"--env takes KEY=VALUE, got a bad name {key!r}")
-    if config.timeout_s is not None and not (config.timeout_s > 0 and math.isfinite(config.timeout_s)):
-        raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s!r}")
+        if not isinstance(value, str):
+            raise UsageError(f"--env {key}: the value must be a string, got {value!r}")
+    timeout = config.timeout_s
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not (0 < timeout <= MAX_TIMEOUT_S)):
+        raise UsageError(f"--timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:,} "
+                         f"(24 days), got {timeout!r}")
     probes = list(config.probes) or list(experiment.probes)
     for probe in probes:
         if probe not in PROBE_NAMES:
@@ -155,6 +169,13 @@ def make_plan(config: RunConfig) -> Plan:
         param = experiment.param(name)
         given_list = given if isinstance(given, (list, tuple)) else [given]
         values[name] = [param.validate(v) for v in given_list]
+    for name, vals in values.items():
+        if not vals:
+            raise UsageError(f"parameter {name!r} has no value")
+    trials = math.prod(len(v) for v in values.values()) * len(variants) * config.repeats
+    if trials > MAX_TRIALS:
+        raise UsageError(f"the plan has {trials:,} trials; one run takes at most {MAX_TRIALS:,} "
+                         "(fewer repeats or parameter values)")
     names = list(values)
     param_sets = [Params(zip(names, combo)) for combo in itertools.product(*values.values())]
     return Plan(experiment, variants, param_sets, probes, config)
@@ -197,14 +218,15 @@ def _trial_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Interruption:
-    """SIGINT or SIGTERM during a run: kill the running trials, start no more.
+    """SIGINT, SIGTERM or SIGHUP during a run: kill the running trials, start no more.
 
     The handler runs in the main thread while it waits for trials; the
     trials themselves are watched by pool threads, which see their process
     die and record it as interrupted.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP: the terminal closed or the ssh connection dropped.
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signum: int | None = None

@@ -125,3 +125,74 @@ def test_a_plugin_that_exits_at_import_is_one_line_and_the_harness_goes_on(tmp_p
     assert done.stderr.strip() == (f"harness: error: variant 'file:{engine}': importing it ended the process "
                                    "(exit status 7)")
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+# --- signals and bad values ------------------------------------------------------------------
+
+def test_sighup_stops_the_run_like_sigterm_and_keeps_what_it_measured(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "exp17", "--variant", "weakref", "--param", "iterations=100000000",
+         "--param", "size=10", "--probe", "tracemalloc", "--no-plots", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("exp17/*/trials/*.samples")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGHUP)  # what a closing terminal sends its session
+        stdout, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGHUP
+    run = Path(stdout.splitlines()[-1])
+    meta = json.loads((run / "meta.json").read_text())
+    assert (meta["status"], meta["interrupted_by"]) == ("interrupted", "SIGHUP")
+    assert len(pd.read_csv(run / "samples.csv")) > 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "3000000"], "--timeout must be a number of seconds above 0 and at most 2,147,483 (24 days)"),
+    (["--repeats", "100000000"], "the plan has 300,000,000 trials; one run takes at most 100,000"),
+    (["--param", "size=10", "--param", "size=20"], "--param size is given twice; sweep with --param size=V1,V2"),
+    (["--param", "size=inf"], "parameter 'size' takes a whole number, got 'inf'"),
+])
+def test_bad_run_values_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    done = cli("run", "exp17", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().startswith(f"harness: error: {message}")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_jobs_and_repeats_read_1e1_like_parameters(tmp_path: Path) -> None:
+    done = cli("run", "exp17", "--variant", "weakref", "--repeats", "2e0", "--jobs", "1e0", "--param",
+               "iterations=1", "--probe", "tracemalloc", "--no-plots", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"params": {"size": []}}, "parameter 'size' has no value"),
+    ({"trial_env": {"A": 1}}, "--env A: the value must be a string, got 1"),
+    ({"trial_env": ["A=1"]}, "trial_env must map names to values, got list"),
+    ({"timeout_s": "10"}, "--timeout must be a number of seconds"),
+])
+def test_bad_api_values_are_usage_errors_not_type_errors(tmp_path: Path, kwargs: dict, message: str) -> None:
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        harness.run("exp17", variants=["weakref"], out=tmp_path, plots=False, progress=False, **kwargs)
+
+
+def test_numpy_integers_are_parameter_values(tmp_path: Path) -> None:
+    import numpy as np
+
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": np.int64(2), "size": np.int32(100)},
+                      out=tmp_path, plots=False, progress=False, probes=["tracemalloc"])
+    assert run.summary.loc[0, "numpy_bytes_final"] == 4 * 800
