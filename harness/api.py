@@ -67,7 +67,8 @@ def run(
     config = RunConfig(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
-        measure_overhead=measure_overhead, verify_observer=verify_observer, plots=plots, command=f"harness.run({experiment!r}, ...)",
+        measure_overhead=measure_overhead, verify_observer=verify_observer, plots=plots,
+        command=f"harness.run({experiment!r}, ...)",
         trial_env=dict(trial_env) if isinstance(trial_env, Mapping) else (trial_env or {}),
         malloc_trim=malloc_trim, force=force,
     )
