@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from harness.errors import UsageError
 from harness.experiment import Expectation, Experiment, Ordering, Params, Ref, Trend
 
 THRESHOLD_COLUMNS = ("gc_threshold_gen0", "gc_threshold_gen1", "gc_threshold_gen2")
@@ -118,7 +119,10 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
     for _, row in summary.iterrows():
         if row.get("status") != "ok":
             continue
-        params = Params({name: _native(row[name]) for name in param_names})
+        try:
+            params = Params({name: experiment.param(name).validate(_native(row.get(name))) for name in param_names})
+        except UsageError as error:
+            raise UsageError(f"summary.csv, trial {row.get('trial')}: {error}") from None
         for name in THRESHOLD_COLUMNS:  # the trial's own GC thresholds, for models that use them
             if name in row and not pd.isna(row[name]):
                 params[name] = int(row[name])

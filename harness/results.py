@@ -97,9 +97,28 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is corrupt: {error}") from None
+    except RecursionError:
+        raise UsageError(f"{path} is corrupt: nested too deeply to be a run's metadata") from None
     if not isinstance(meta, dict) or "experiment" not in meta:
         raise UsageError(f"{path} is corrupt: not a run's metadata (no 'experiment')")
+    for key, kind in META_TYPES.items():
+        if key in meta and not isinstance(meta[key], kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UsageError(f"{path} is corrupt: '{key}' is a {type(meta[key]).__name__}, not a {names}")
     return meta
+
+
+# What readers of meta.json rely on: a value of another type is corruption.
+META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "experiment": str, "run_id": str, "status": str, "python": str, "command": str, "params": dict,
+    "variants": list, "probes": list, "versions": dict, "failed_trials": list, "trial_gc_thresholds": list,
+    "gc_thresholds": list, "tables": dict, "trial_pythons": list,
+}
+# Summary columns readers compute with: each must hold numbers (or nothing).
+NUMERIC_SUMMARY_COLUMNS = (
+    "trial", "repeat", "iterations_completed", "numpy_bytes_final", "numpy_bytes_peak", "rss_peak_bytes",
+    "gc_collections", "gc_collected_objects", "live_variables_final", "live_functions_final",
+)
 
 
 def read_table(run_dir: Path, name: str) -> pd.DataFrame:
@@ -118,10 +137,25 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is corrupt: {str(error).splitlines()[0]}") from None
+    if name == "summary":
+        _check_summary_table(path, table)
     recorded = _recorded_rows(run_dir, name)
     if recorded is not None and recorded != len(table):
         raise UsageError(f"{path} is truncated or edited: {len(table)} rows, meta.json records {recorded}")
     return table
+
+
+def _check_summary_table(path: Path, table: pd.DataFrame) -> None:
+    duplicated = [c for c in table.columns if "." in c and c.rsplit(".", 1)[0] in table.columns]
+    if duplicated:
+        raise UsageError(f"{path} is corrupt: column {duplicated[0].rsplit('.', 1)[0]!r} appears twice")
+    for column in ("variant", "trial", "status"):
+        if column not in table:
+            raise UsageError(f"{path} is corrupt: no {column!r} column")
+    for column in NUMERIC_SUMMARY_COLUMNS:
+        if column in table and pd.to_numeric(table[column], errors="coerce").isna().sum() != table[column].isna().sum():
+            raise UsageError(f"{path} is corrupt: column {column!r} holds something that is not a number")
+    table["variant"] = table["variant"].astype(str)
 
 
 def _recorded_rows(run_dir: Path, name: str) -> int | None:

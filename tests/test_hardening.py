@@ -196,3 +196,86 @@ def test_numpy_integers_are_parameter_values(tmp_path: Path) -> None:
     run = harness.run("exp17", variants=["weakref"], params={"iterations": np.int64(2), "size": np.int32(100)},
                       out=tmp_path, plots=False, progress=False, probes=["tracemalloc"])
     assert run.summary.loc[0, "numpy_bytes_final"] == 4 * 800
+
+
+# --- corrupt run directories that are still valid JSON or CSV ------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("finished")
+    return harness.run("exp17", variants=["weakref"], params={"iterations": 2}, out=out, plots=False,
+                       progress=False).path
+
+
+def _damaged_copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(run, copy)
+    return copy
+
+
+META_DAMAGE = {
+    "experiment a list": (lambda m: m.update(experiment=["exp17"]), "'experiment' is a list, not a str"),
+    "params null": (lambda m: m.update(params=None), "'params' is a NoneType, not a dict"),
+    "params a list": (lambda m: m.update(params=[1]), "'params' is a list, not a dict"),
+    "params a str": (lambda m: m.update(params="size"), "'params' is a str, not a dict"),
+    "python a number": (lambda m: m.update(python=3.11), "'python' is a float, not a str"),
+}
+
+
+@pytest.mark.parametrize("damage", list(META_DAMAGE), ids=list(META_DAMAGE))
+@pytest.mark.parametrize("command", ["check", "show", "compare"])
+def test_valid_json_of_the_wrong_shape_is_one_line(finished_run: Path, tmp_path: Path, damage: str,
+                                                   command: str) -> None:
+    import json
+
+    damaged = _damaged_copy(finished_run, tmp_path)
+    meta = json.loads((damaged / "meta.json").read_text())
+    change, message = META_DAMAGE[damage]
+    change(meta)
+    (damaged / "meta.json").write_text(json.dumps(meta))
+    args = [command, str(damaged)] + ([str(finished_run)] if command == "compare" else [])
+    done = cli(*args, cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [f"harness: error: {damaged / 'meta.json'} is corrupt: {message}"]
+
+
+def test_json_nested_too_deeply_is_one_line(finished_run: Path, tmp_path: Path) -> None:
+    damaged = _damaged_copy(finished_run, tmp_path)
+    (damaged / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    done = cli("check", str(damaged), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "nested too deeply" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+SUMMARY_DAMAGE = {
+    "int variants": (lambda t: t.assign(variant=7), None),
+    "a duplicated header": (lambda t: t.rename(columns={"numpy_bytes_peak": "numpy_bytes_final"}),
+                            "column 'numpy_bytes_final' appears twice"),
+    "the header as a row": (lambda t: pd.concat([t, pd.DataFrame([t.columns], columns=t.columns)]),
+                            "holds something that is not a number"),
+    "size=0": (lambda t: t.assign(size=0), "summary.csv, trial 0: parameter 'size' must be at least 1; got 0"),
+    "size=inf": (lambda t: t.assign(size=float("inf")), "summary.csv, trial 0: parameter 'size' takes a whole number"),
+}
+
+
+@pytest.mark.parametrize("damage", list(SUMMARY_DAMAGE), ids=list(SUMMARY_DAMAGE))
+def test_a_summary_of_the_wrong_shape_is_one_line(finished_run: Path, tmp_path: Path, damage: str) -> None:
+    import json
+
+    damaged = _damaged_copy(finished_run, tmp_path)
+    change, message = SUMMARY_DAMAGE[damage]
+    table = change(pd.read_csv(damaged / "summary.csv"))
+    table.to_csv(damaged / "summary.csv", index=False)
+    meta = json.loads((damaged / "meta.json").read_text())
+    meta["tables"]["summary"]["rows"] = len(table)
+    (damaged / "meta.json").write_text(json.dumps(meta))
+    done = cli("check", str(damaged), cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    if message is None:  # a number where a name was: read as the name "7", judged by the recorded model
+        assert done.returncode == 0 and "PASS trial 0 7:" in done.stdout
+        return
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
