@@ -16,7 +16,9 @@ what it measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -251,20 +253,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return compare_runs(args.baseline, args.current, args.tolerance)
 
 
+def _dispatch(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "run":
+        return cmd_run(args, argv)
+    if args.command == "show":
+        return cmd_show(args)
+    if args.command == "check":
+        return cmd_check(args)
+    return cmd_compare(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "run":
-            return cmd_run(args, argv)
-        if args.command == "show":
-            return cmd_show(args)
-        if args.command == "check":
-            return cmd_check(args)
-        return cmd_compare(args)
+        status = _dispatch(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is seen below
+        return status
     except UsageError as error:
         if debug:
             raise
@@ -275,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("harness: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # `harness show RUN | head`: the reader had enough, which is no error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # the machine, not the input: a full disk, a vanished directory
         if debug:
             raise

@@ -279,3 +279,25 @@ def test_a_summary_of_the_wrong_shape_is_one_line(finished_run: Path, tmp_path: 
         return
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def test_run_files_are_as_readable_as_its_plots(finished_run: Path) -> None:
+    modes = {path.name: path.stat().st_mode & 0o777 for path in finished_run.iterdir() if path.is_file()}
+    assert modes["summary.csv"] == modes["meta.json"] == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_broken_pipe_is_not_an_error(finished_run: Path, tmp_path: Path) -> None:
+    shown = subprocess.run(f"{sys.executable} -m harness show {finished_run} | head -c 1", shell=True,
+                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           executable="/bin/bash")
+    # the reader is gone before the harness writes a byte
+    piped = subprocess.run(["bash", "-c", f"set -o pipefail; {{ sleep 0.5; {sys.executable} -m harness list; }} | true"],
+                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "Errno 32" not in shown.stderr + piped.stderr and "Traceback" not in shown.stderr + piped.stderr
+    assert piped.returncode == 0
