@@ -313,7 +313,8 @@ def execute_trial(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
     _read_events(spec, outcome)
-    if interruption.signum is not None and process.returncode != 0 and outcome.status != "timeout":
+    if interruption.signum is not None and process.returncode != 0 and outcome.status == "ok":
+        # (a trial that had already failed keeps its own reason)
         outcome.status = "interrupted"
         outcome.error = f"stopped by {signal.Signals(interruption.signum).name} to the run"
     elif outcome.status == "ok" and process.returncode != 0:
@@ -476,16 +477,18 @@ def run_experiment(
                        f"{sum(foreign.values()):,} bytes the engine traced in tracemalloc domain(s) "
                        f"{', '.join(foreign)}, not numpy's")
         meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
-        if config.plots and interruption.signum is None:
+        if config.plots and not any(o.status == "interrupted" for o in outcomes):
             meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
         failed = [o for o in outcomes if o.status != "ok"]
-        if interruption.signum is not None:
+        # A signal that came after every trial had finished cost nothing: the run is complete.
+        stopped = interruption.signum if any(o.status == "interrupted" for o in outcomes) else None
+        if stopped is not None:
             status = "interrupted"
         else:
             status = "failed" if failed else "ok"
         meta.update(
             status=status,
-            interrupted_by=None if interruption.signum is None else signal.Signals(interruption.signum).name,
+            interrupted_by=None if stopped is None else signal.Signals(stopped).name,
             failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error}
                            for o in failed],
             checks_passed=sum(c.passed for c in checks),
@@ -495,4 +498,4 @@ def run_experiment(
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
         write_json(run_dir / "meta.json", meta)
-    return RunResult(run_dir, meta, tables, checks, interruption.signum)
+    return RunResult(run_dir, meta, tables, checks, stopped)

@@ -301,3 +301,43 @@ def test_a_broken_pipe_is_not_an_error(finished_run: Path, tmp_path: Path) -> No
                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "Errno 32" not in shown.stderr + piped.stderr and "Traceback" not in shown.stderr + piped.stderr
     assert piped.returncode == 0
+
+
+def test_a_signal_after_every_trial_finished_leaves_the_run_complete(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from harness import runner
+
+    real = runner.run_trials
+
+    def then_a_signal(specs, config, progress, interruption=None):
+        outcomes = real(specs, config, progress, interruption)
+        interruption.stop(signal.SIGTERM)  # as if it came while the tables were written
+        return outcomes
+
+    monkeypatch.setattr(runner, "run_trials", then_a_signal)
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": 2}, out=tmp_path, plots=False,
+                      progress=False, probes=["tracemalloc"])
+    assert run.meta["status"] == "ok" and run.meta["interrupted_by"] is None
+
+
+def test_an_interrupt_does_not_overwrite_a_trial_s_own_error(tmp_path: Path) -> None:
+    import signal
+
+    from harness.runner import Interruption, execute_trial
+    from harness.trial import TrialSpec
+
+    engine = tmp_path / "raises.py"
+    engine.write_text("from engine.core import *\n\ndef square(x):\n    raise ValueError('broken square')\n")
+
+    class SignalWhileRunning(Interruption):
+        def started(self, process):
+            super().started(process)
+            self.signum = signal.SIGINT  # the run is being stopped; this trial fails on its own
+
+    spec = TrialSpec(trial=0, experiment="exp17", variant=f"file:{engine}",
+                     params={"iterations": 2, "size": 10, "depth": 1, "gc": "on", "seed": 0, "dtype": "float64"},
+                     repeat=0, seed=0, probes=["tracemalloc"], events_path=str(tmp_path / "t.jsonl"))
+    outcome = execute_trial(spec, timeout_s=60, env={}, interruption=SignalWhileRunning())
+    assert outcome.status == "failed" and outcome.error == "ValueError: broken square"
