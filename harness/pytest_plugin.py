@@ -12,7 +12,8 @@ Enable it with `-p harness.pytest_plugin` (or `pytest_plugins =
         assert mem.peak == 640_000
 
 The marker tracks the test's body (not its fixtures) with the cyclic GC
-paused, and fails the test with the limit and the measured bytes.
+paused, and fails the test with the limit and the measured bytes. Markers on
+the test's class and module apply too: the strictest limit of each kind wins.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from harness.assertions import limit_numpy_memory, track_numpy_memory
+from harness.assertions import limit_numpy_memory, parse_bytes, track_numpy_memory
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,13 +32,31 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _limits(item: pytest.Item) -> dict[str, Any] | None:
+    """Every limit_numpy_memory marker on the test, its class and its module,
+    as one: the strictest peak and retained limits; gc_enabled from the closest."""
+    markers = list(item.iter_markers("limit_numpy_memory"))  # closest first
+    if not markers:
+        return None
+    limits: dict[str, Any] = {"gc_enabled": False}
+    for n, marker in enumerate(markers):
+        given = dict(zip(("peak", "retained", "gc_enabled"), marker.args), **marker.kwargs)
+        for name in ("peak", "retained"):
+            if given.get(name) is not None:
+                value = parse_bytes(given[name])
+                limits[name] = value if name not in limits else min(limits[name], value)
+        if n == 0 and "gc_enabled" in given:
+            limits["gc_enabled"] = given["gc_enabled"]
+    return limits
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    marker = item.get_closest_marker("limit_numpy_memory")
-    if marker is None:
+    limits = _limits(item)
+    if limits is None:
         return (yield)
     # A test that fails on its own raises out of the block: reported as itself, limits unchecked.
-    with limit_numpy_memory(*marker.args, **marker.kwargs):
+    with limit_numpy_memory(**limits):
         return (yield)
 
 

@@ -216,3 +216,37 @@ def test_the_pytest_plugin_marker_and_fixture(tmp_path):
     assert "FAILED test_user_suite.py::test_strongref_frees_its_graph" in done.stdout
     assert ("NumpyMemoryLimitExceeded: retained 320.0 kB (320,000 bytes) of numpy arrays; limit 0 B"
             in done.stdout)
+
+
+def test_markers_on_the_module_and_class_apply_too_the_strictest_wins(tmp_path):
+    (tmp_path / "test_user_suite.py").write_text(textwrap.dedent("""
+        import numpy as np
+        import pytest
+
+        pytestmark = pytest.mark.limit_numpy_memory(retained=0)  # the whole module frees what it makes
+
+        class TestLimits:
+            pytestmark = pytest.mark.limit_numpy_memory(peak="10 kB")
+
+            @pytest.mark.limit_numpy_memory(peak="1 MB")
+            def test_keeps_an_array(self):  # fails the module's retained=0
+                self.kept = np.zeros(100)
+
+            @pytest.mark.limit_numpy_memory(peak="1 MB")
+            def test_peaks_above_the_class_limit(self):  # fails the class's 10 kB, the stricter peak
+                a = np.zeros(5_000)
+                del a
+
+            def test_within_every_limit(self):
+                a = np.zeros(100)
+                del a
+    """))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
+         str(tmp_path / "test_user_suite.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    assert "2 failed, 1 passed" in done.stdout, done.stdout + done.stderr
+    assert "NumpyMemoryLimitExceeded: retained 800 B of numpy arrays; limit 0 B" in done.stdout
+    assert "peak 40.0 kB (40,000 bytes) of numpy arrays; limit 10.0 kB (10,000 bytes)" in done.stdout
