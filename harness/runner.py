@@ -412,7 +412,8 @@ class RunResult:
 
 
 def guard_memory(plan: Plan) -> GuardReport:
-    needs = trial_needs(plan.experiment, plan.variants, plan.param_sets)
+    copies = plan.config.repeats * (2 if plan.config.verify_observer else 1)  # repeats, blind twins
+    needs = trial_needs(plan.experiment, plan.variants, plan.param_sets, copies=copies)
     return check_memory(needs, plan.config.jobs, plan.config.force)
 
 

@@ -26,7 +26,7 @@ import pytest
 
 import harness
 from harness.errors import UsageError
-from harness.guard import ADDRESS_SPACE_ALLOWANCE, INTERPRETER_BYTES, human_bytes
+from harness.guard import ADDRESS_SPACE_ALLOWANCE, INTERPRETER_BYTES, OBJECT_BYTES_PER_ARRAY, human_bytes
 from harness.results import new_run_dir, write_atomic
 from harness.runner import execute_trial
 from harness.probes import sample_columns_for
@@ -290,9 +290,10 @@ def test_the_guard_refuses_a_run_the_machine_cannot_hold_before_writing_anything
     line, = done.stderr.splitlines()
     assert line.startswith("harness: error: memory guard: trial weakref iterations=10 size=1000000000000")
     peak = 2 * 4 * 8 * 10**12  # weakref's peak: two graphs of depth + 1 = 4 float64 arrays
-    assert f"needs an estimated {human_bytes(peak + INTERPRETER_BYTES)} (numpy peak {human_bytes(peak)} " \
-           f"+ 150.0 MiB interpreter)" in line
-    assert "available (20% kept free)" in line and "--force" in line
+    objects = 2 * 4 * OBJECT_BYTES_PER_ARRAY  # the Python objects beside those 8 arrays
+    assert f"needs an estimated {human_bytes(peak + objects + INTERPRETER_BYTES)} (numpy peak {human_bytes(peak)} " \
+           f"+ {human_bytes(objects)} Python objects + 150.0 MiB interpreter)" in line
+    assert "available (20% kept free" in line and "--force" in line
     assert not (tmp_path / "out").exists()
 
 
