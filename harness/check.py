@@ -99,6 +99,17 @@ def _measured(expectation: Expectation, record: dict[str, Any]) -> bool:
     return all(not pd.isna(record.get(column)) for column in columns)
 
 
+def _as_written(param: Any, value: Any) -> Any:
+    """A parameter value as the run wrote it: CSV reads "false" back as a
+    boolean and "1" as a number, where the parameter is a string."""
+    value = _native(value)
+    if param.type is str and isinstance(value, bool):
+        return "true" if value else "false"
+    if param.type is str and value is not None and not isinstance(value, str):
+        return str(value)
+    return value
+
+
 def _model_variant(row: pd.Series) -> str:
     """The model a trial was judged by, as recorded at run time. A run from
     before that column, or a trial with no model, is judged by its variant's
@@ -120,7 +131,8 @@ def check_summary(experiment: Experiment, summary: pd.DataFrame) -> list[CheckRe
         if row.get("status") != "ok":
             continue
         try:
-            params = Params({name: experiment.param(name).validate(_native(row.get(name))) for name in param_names})
+            params = Params({name: experiment.param(name).validate(_as_written(experiment.param(name), row.get(name)))
+                             for name in param_names})
         except UsageError as error:
             raise UsageError(f"summary.csv, trial {row.get('trial')}: {error}") from None
         for name in THRESHOLD_COLUMNS:  # the trial's own GC thresholds, for models that use them
