@@ -14,9 +14,8 @@ A trial's need is the sum of
 
 The run's own process (the parent) holds every trial's samples, as a
 float64 array and then as pandas tables: PARENT_BYTES_PER_SAMPLE per sample
-row of every trial of the run, computed and recorded; taken from what memory
-is usable before the trials share it only where PARENT_SAMPLES_TAKE_FROM_USABLE
-(or check_memory's count_parent) says so -- see there why not yet by default.
+row of every trial of the run, computed, recorded, and taken from what memory
+is usable before the trials share it (PARENT_SAMPLES_TAKE_FROM_USABLE).
 
 The trials that run at once are min(--jobs, the number of trials, repeats
 and --verify-observer's blind twins included); the guard takes the largest
@@ -87,13 +86,10 @@ OBJECT_BYTES_PER_ARRAY = 700
 # 268.9 MB at 2e5 -- 1,210 B per row beyond a fixed 27 MB (the samples
 # table has 22 columns). Counted at about twice that.
 PARENT_BYTES_PER_SAMPLE = 2_500
-# Whether a run's check takes the parent's samples off what is usable. Off
-# for now: tests/test_faults.py's LONG_RUN and tests/test_hardening.py run
-# exp17 with iterations=1e8 as "a run that lasts" and interrupt it; tabled,
-# its 1e8 rows would need ~121 GB in the parent, so counting them refuses
-# those runs. The bytes are computed and recorded (`parent_sample_bytes`)
-# either way; check_memory(count_parent=True) applies them.
-PARENT_SAMPLES_TAKE_FROM_USABLE = False
+# The parent holds every trial's samples until it writes the tables, so
+# they come off what the trials may use (a run of 1e8 iterations is refused
+# until samples stream to disk).
+PARENT_SAMPLES_TAKE_FROM_USABLE = True
 
 # Sample points per iteration, by experiment (the start sample and any
 # after the loop are SAMPLES_OUTSIDE_LOOP): exp17 samples at the end of each

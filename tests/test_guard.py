@@ -82,7 +82,7 @@ def test_the_largest_trials_that_run_at_once_are_counted_together() -> None:
 def test_a_forced_limit_is_divided_among_the_trials_that_run_at_once() -> None:
     trials = trial_needs(get_experiment("exp17"), ["weakref"], [exp17(size=15 * GiB // 64)], copies=4)
     report = check_memory(trials, jobs=4, force=True, available_bytes=MACHINE)
-    usable = int(MACHINE * (1 - MARGIN))
+    usable = int(MACHINE * (1 - MARGIN)) - report.parent_sample_bytes  # less the run's own tables
     assert report.jobs == 4
     assert report.usable_bytes_per_trial == usable // 4
     assert report.memory_limit_bytes == usable // 4 + ADDRESS_SPACE_ALLOWANCE
@@ -110,8 +110,9 @@ def test_the_parent_holds_every_trials_samples() -> None:
     # with little memory available, the parent's tables alone refuse the run
     with pytest.raises(UsageError, match="for the run's own sample tables"):
         check_memory(trials, jobs=1, force=False, available_bytes=8 * GiB, count_parent=True)
-    # not yet by default (harness.guard.PARENT_SAMPLES_TAKE_FROM_USABLE): recorded only
-    assert check_memory(trials, jobs=1, force=False, available_bytes=8 * GiB).parent_sample_bytes > 0
+    # and so they do by default (harness.guard.PARENT_SAMPLES_TAKE_FROM_USABLE)
+    with pytest.raises(UsageError, match="for the run's own sample tables"):
+        check_memory(trials, jobs=1, force=False, available_bytes=8 * GiB)
 
 
 def test_exp18_no_grad_counts_its_sample_points_inside_the_loop() -> None:

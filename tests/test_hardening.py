@@ -136,7 +136,7 @@ def test_sighup_stops_the_run_like_sigterm_and_keeps_what_it_measured(tmp_path: 
 
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "exp17", "--variant", "weakref", "--param", "iterations=100000000",
+        [sys.executable, "-m", "harness", "run", "exp17", "--variant", "weakref", "--param", "iterations=1000000",
          "--param", "size=10", "--probe", "tracemalloc", "--no-plots", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
