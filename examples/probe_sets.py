@@ -52,7 +52,7 @@ def main() -> int:
                 start, end = result["gc_at_start"], result["gc_at_end"]
                 done = [e - s for s, e in zip(start["collections"], end["collections"])]
                 freed = [e - s for s, e in zip(start["collected"], end["collected"])]
-                schedule = f"{sum(done)} collections freeing {sum(freed)} objects (not located: nothing watched)"
+                schedule = f"{sum(done)} collections freeing {sum(freed)} objects (iterations not seen: nothing watched)"
             print(f"{label:18} {result['numpy_bytes_at_end']:>12,} {result['numpy_bytes_peak_overall']:>12,}  "
                   f"{schedule}")
     return 0
