@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import io
 import json
 import os
 import resource
@@ -70,9 +71,6 @@ class EventLog:
     def emit(self, event: str, **fields: Any) -> None:
         self._stream.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
         self._stream.flush()
-
-
-NULL_LOG = EventLog(open(os.devnull, "w", encoding="utf-8"))  # for the overhead re-runs
 
 
 def _jsonable(value: Any) -> Any:
@@ -224,9 +222,10 @@ def _probe_overhead(spec: TrialSpec, engine: Any) -> dict[str, float]:
     """
     labels = [("bare", [])] + [("all_probes", list(spec.probes))] + [(name, [name]) for name in spec.probes]
     times: dict[str, list[float]] = {label: [] for label, _ in labels}
+    null_log = EventLog(io.StringIO())  # the re-runs' records are not kept
     for _ in range(OVERHEAD_ROUNDS):
         for label, probes in labels:
-            result = _run_workload(spec, engine, probes, NULL_LOG, samples_to=None)
+            result = _run_workload(spec, engine, probes, null_log, samples_to=None)
             times[label].append(result["workload_seconds"])
             gc.collect()
     overhead: dict[str, float] = {"bare_workload_seconds": statistics.median(times["bare"])}
