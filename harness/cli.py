@@ -27,7 +27,7 @@ from typing import Sequence
 import pandas as pd
 
 from harness.compare import TOLERANCE_HELP
-from harness.errors import UsageError
+from harness.errors import ResultsNotWritten, UsageError
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -287,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ResultsNotWritten as error:  # the trials ran; show what they measured before the error
+        _print_table(error.summary, SUMMARY_VIEW)
+        print(f"harness: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as error:  # the machine, not the input: a full disk, a vanished directory
         if debug:
             raise

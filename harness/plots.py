@@ -17,6 +17,7 @@ census.png   when the workload recorded a census (`object_type`, `count`
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -223,12 +224,14 @@ def _figures(experiment: Experiment, tables: dict[str, pd.DataFrame]) -> dict[st
 
 def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.DataFrame],
                 footer: str = "") -> list[Path]:
+    from harness.results import write_atomic
+
     written = []
     for name, fig in figures(experiment, tables, footer).items():
-        path = run_dir / f"{name}.png"
-        tmp = run_dir / f".{name}.png.tmp"
-        fig.savefig(tmp, dpi=110, format="png")
+        png = io.BytesIO()
+        fig.savefig(png, dpi=110, format="png")
         plt.close(fig)
-        tmp.replace(path)
+        path = run_dir / f"{name}.png"
+        write_atomic(path, png.getvalue())  # no half-written PNG, and no temporary left on a full disk
         written.append(path)
     return written

@@ -20,6 +20,7 @@ import json
 import math
 import numbers
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant
-from harness.errors import UsageError
+from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.meta import PROJECT_ROOT, collect_metadata
@@ -323,6 +324,8 @@ def execute_trial(
             outcome.error = f"killed by signal {-process.returncode}"
             if -process.returncode == signal.SIGKILL:
                 outcome.error += " (SIGKILL: out of memory, or killed from outside)"
+            elif -process.returncode == signal.SIGBUS:
+                outcome.error += " (SIGBUS: no room for its sample file: is the disk full?)"
         else:
             outcome.status = "failed"
             outcome.error = outcome.error or _last_line(log_path) or f"exit status {process.returncode}"
@@ -424,10 +427,7 @@ def _stderr(line: str) -> None:
 def run_experiment(
     config: RunConfig, show_progress: bool = True, notify: Callable[[str], None] = _stderr
 ) -> RunResult:
-    from harness.check import check_summary
-    from harness.observer import compare_with_reference, observer_table
-    from harness.plots import provenance, write_plots
-    from harness.results import new_run_dir, write_json, write_table
+    from harness.results import new_run_dir, write_json
 
     plan = make_plan(config)
     guard = guard_memory(plan)  # refuses before anything is written
@@ -439,7 +439,11 @@ def run_experiment(
     run_dir = new_run_dir(Path(config.out), plan.experiment.name)
     meta = start_meta(plan, run_dir)
     meta["memory_guard"] = guard.as_meta()
-    write_json(run_dir / "meta.json", meta)
+    try:
+        write_json(run_dir / "meta.json", meta)
+    except OSError as error:  # a full disk before anything ran: leave no empty run directory
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise OSError(error.errno, f"cannot write {run_dir / 'meta.json'} ({error.strerror}); nothing was run") from None
     specs = plan.specs(run_dir, guard.memory_limit_bytes)
     if show_progress:
         advance, close = progress_bar(len(specs), plan.experiment.name)
@@ -459,44 +463,63 @@ def run_experiment(
         finally:
             close()
 
-        measured = [o for o, spec in zip(outcomes, specs) if not spec.blind]
-        twins = {o.trial - len(measured): o for o, spec in zip(outcomes, specs) if spec.blind}
-        outcomes = measured
-        tables = build_tables(plan.experiment, outcomes)
-        checks: list[Any] = []
-        if config.verify_observer:
-            findings = [f for o in outcomes if o.trial in twins for f in compare_with_reference(o, twins[o.trial])]
-            tables["observer"] = observer_table(findings)
-            checks += findings
-        for name, table in tables.items():
-            write_table(run_dir / f"{name}.csv", table)
-        checks += check_summary(plan.experiment, tables["summary"])
-        for outcome in outcomes:
-            foreign = outcome.result.get("foreign_tracemalloc_domains")
-            if foreign:
-                notify(f"trial {outcome.trial} {outcome.variant}: its numpy_bytes include "
-                       f"{sum(foreign.values()):,} bytes the engine traced in tracemalloc domain(s) "
-                       f"{', '.join(foreign)}, not numpy's")
-        meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
-        if config.plots and not any(o.status == "interrupted" for o in outcomes):
-            meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
-        failed = [o for o in outcomes if o.status != "ok"]
-        # A signal that came after every trial had finished cost nothing: the run is complete.
-        stopped = interruption.signum if any(o.status == "interrupted" for o in outcomes) else None
-        if stopped is not None:
-            status = "interrupted"
-        else:
-            status = "failed" if failed else "ok"
-        meta.update(
-            status=status,
-            interrupted_by=None if stopped is None else signal.Signals(stopped).name,
-            failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error}
-                           for o in failed],
-            checks_passed=sum(c.passed for c in checks),
-            checks_failed=sum(not c.passed for c in checks),
-            trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
-            tables={name: {"rows": len(table)} for name, table in tables.items()},
-            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )
-        write_json(run_dir / "meta.json", meta)
+        try:
+            return _write_results(plan, config, specs, outcomes, run_dir, meta, interruption, notify)
+        except OSError as error:  # a full disk: say so wherever it can still be written
+            summary = build_tables(plan.experiment, [o for o, spec in zip(outcomes, specs) if not spec.blind])
+            failure = ResultsNotWritten(error, summary["summary"])
+            meta.update(status="failed", error=str(failure), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            with contextlib.suppress(OSError):
+                write_json(run_dir / "meta.json", meta)
+            raise failure from None
+
+
+def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcomes: list[TrialOutcome],
+                   run_dir: Path, meta: dict[str, Any], interruption: Interruption,
+                   notify: Callable[[str], None]) -> RunResult:
+    from harness.check import check_summary
+    from harness.observer import compare_with_reference, observer_table
+    from harness.plots import provenance, write_plots
+    from harness.results import write_json, write_table
+
+    measured = [o for o, spec in zip(outcomes, specs) if not spec.blind]
+    twins = {o.trial - len(measured): o for o, spec in zip(outcomes, specs) if spec.blind}
+    outcomes = measured
+    tables = build_tables(plan.experiment, outcomes)
+    checks: list[Any] = []
+    if config.verify_observer:
+        findings = [f for o in outcomes if o.trial in twins for f in compare_with_reference(o, twins[o.trial])]
+        tables["observer"] = observer_table(findings)
+        checks += findings
+    for name, table in tables.items():
+        write_table(run_dir / f"{name}.csv", table)
+    checks += check_summary(plan.experiment, tables["summary"])
+    for outcome in outcomes:
+        foreign = outcome.result.get("foreign_tracemalloc_domains")
+        if foreign:
+            notify(f"trial {outcome.trial} {outcome.variant}: its numpy_bytes include "
+                   f"{sum(foreign.values()):,} bytes the engine traced in tracemalloc domain(s) "
+                   f"{', '.join(foreign)}, not numpy's")
+    meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
+    if config.plots and not any(o.status == "interrupted" for o in outcomes):
+        meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
+    failed = [o for o in outcomes if o.status != "ok"]
+    # A signal that came after every trial had finished cost nothing: the run is complete.
+    stopped = interruption.signum if any(o.status == "interrupted" for o in outcomes) else None
+    if stopped is not None:
+        status = "interrupted"
+    else:
+        status = "failed" if failed else "ok"
+    meta.update(
+        status=status,
+        interrupted_by=None if stopped is None else signal.Signals(stopped).name,
+        failed_trials=[{"trial": o.trial, "variant": o.variant, "status": o.status, "error": o.error}
+                       for o in failed],
+        checks_passed=sum(c.passed for c in checks),
+        checks_failed=sum(not c.passed for c in checks),
+        trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
+        tables={name: {"rows": len(table)} for name, table in tables.items()},
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    write_json(run_dir / "meta.json", meta)
     return RunResult(run_dir, meta, tables, checks, stopped)

@@ -2,6 +2,7 @@
 bad values get one line -- each case injected, then checked."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -341,3 +342,46 @@ def test_an_interrupt_does_not_overwrite_a_trial_s_own_error(tmp_path: Path) -> 
                      repeat=0, seed=0, probes=["tracemalloc"], events_path=str(tmp_path / "t.jsonl"))
     outcome = execute_trial(spec, timeout_s=60, env={}, interruption=SignalWhileRunning())
     assert outcome.status == "failed" and outcome.error == "ValueError: broken square"
+
+
+# --- a full disk ---------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 400 kB file system of its own (tmpfs; needs root, as this machine's CI has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_up_marks_the_run_failed_and_shows_what_was_measured(small_disk: Path) -> None:
+    import json
+
+    done = cli("run", "exp17", "--variant", "weakref", "--param", "iterations=3000", "--param", "size=10",
+               "--probe", "tracemalloc", "--out", str(small_disk), cwd=small_disk.parent)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "harness: error: writing the results failed: No space left on device")
+    assert "weakref" in done.stdout and "320" in done.stdout  # the measured summary is printed
+    (run,) = (small_disk / "exp17").iterdir()
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "failed" and "No space left on device" in meta["error"]
+    assert not list(run.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_an_already_full_disk_leaves_no_empty_run_directory(small_disk: Path) -> None:
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as stream, contextlib.suppress(OSError):
+        while True:
+            stream.write(b"\0" * 4096)
+            stream.flush()
+    done = cli("run", "exp17", "--variant", "weakref", "--param", "iterations=2", "--out", str(small_disk),
+               cwd=small_disk.parent)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "nothing was run" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    experiment_dir = small_disk / "exp17"
+    assert not experiment_dir.exists() or not any(experiment_dir.iterdir())
