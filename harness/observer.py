@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.errors import UsageError
 from harness.tables import TrialOutcome
 
 OBSERVER_COLUMNS = ("trial", "variant", "figure", "measured", "reference", "passed")
@@ -69,11 +70,22 @@ def _figures(outcome: TrialOutcome) -> dict[str, Any]:
     return figures
 
 
-def compare_with_reference(measured: TrialOutcome, reference: TrialOutcome) -> list[ObserverResult]:
-    """Every figure both trials read at the end, exactly; a trial that did not
-    finish cannot be judged and gives no rows."""
-    if measured.status != "ok" or reference.status != "ok":
+def compare_with_reference(measured: TrialOutcome, reference: TrialOutcome | None) -> list[ObserverResult]:
+    """Every figure both trials read at the end, exactly. A measured trial that
+    did not finish gives no rows (its own failure says why); one whose twin did
+    not finish, or that could not read the collector's state, gives a failing
+    row: nothing judged is not a pass."""
+    if measured.status != "ok":
         return []
+    if reference is None or reference.status != "ok":
+        status = "missing" if reference is None else f"{reference.status}: {reference.error}"
+        return [ObserverResult(measured.trial, measured.variant, "the blind twin did not finish", status,
+                               "ok", False)]
+    observer = measured.result.get("observer") or {}
+    if not observer.get("gc_state"):
+        why = observer.get("gc_state_unavailable") or "unknown"
+        return [ObserverResult(measured.trial, measured.variant, "the collector's state could not be read",
+                               why, "readable", False)]
     ours, theirs = _figures(measured), _figures(reference)
     results = [
         ObserverResult(measured.trial, measured.variant, figure, value, theirs[figure], value == theirs[figure])
@@ -91,7 +103,16 @@ def observer_table(results: list[ObserverResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(OBSERVER_COLUMNS))
 
 
-def results_from_table(table: pd.DataFrame) -> list[ObserverResult]:
+def results_from_table(table: pd.DataFrame, path: str = "observer.csv") -> list[ObserverResult]:
     """The stored findings of a run, for `check` (a run directory is data)."""
-    return [ObserverResult(int(row["trial"]), str(row["variant"]), str(row["figure"]), row["measured"],
-                           row["reference"], bool(row["passed"])) for _, row in table.iterrows()]
+    missing = [c for c in OBSERVER_COLUMNS if c not in table]
+    if missing:
+        raise UsageError(f"{path} is corrupt: no {missing[0]!r} column")
+    results = []
+    for _, row in table.iterrows():
+        passed = str(row["passed"]).strip()
+        if passed not in ("True", "False"):
+            raise UsageError(f"{path} is corrupt: 'passed' is {row['passed']!r}, not True or False")
+        results.append(ObserverResult(int(row["trial"]), str(row["variant"]), str(row["figure"]), row["measured"],
+                                      row["reference"], passed == "True"))
+    return results

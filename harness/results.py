@@ -192,7 +192,12 @@ def stored_observer_results(run_dir: Path) -> list[Any]:
 
     if not (Path(run_dir) / "observer.csv").is_file():
         return []
-    return results_from_table(read_table(run_dir, "observer"))
+    try:
+        return results_from_table(read_table(run_dir, "observer"), str(Path(run_dir) / "observer.csv"))
+    except (ValueError, TypeError) as error:  # a cell that is not a number where one must be
+        if isinstance(error, UsageError):
+            raise
+        raise UsageError(f"{Path(run_dir) / 'observer.csv'} is corrupt: {error}") from None
 
 
 def load_run(run_dir: Path | str) -> StoredRun:

@@ -109,9 +109,13 @@ class Plan:
                 )
             )
         if self.config.verify_observer:
-            specs += [replace(spec, trial=spec.trial + len(specs), blind=True,
-                              events_path=spec.events_path.replace(".jsonl", "-blind.jsonl")) for spec in specs]
+            specs += [replace(spec, trial=spec.trial + len(specs), blind=True, measure_overhead=False,
+                              events_path=str(_blind_path(Path(spec.events_path)))) for spec in specs]
         return specs
+
+
+def _blind_path(events_path: Path) -> Path:
+    return events_path.with_name(events_path.stem + "-blind" + events_path.suffix)
 
 
 def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[str, list[Any]]:
@@ -472,6 +476,12 @@ def run_experiment(
             with contextlib.suppress(OSError):
                 write_json(run_dir / "meta.json", meta)
             raise failure from None
+        except Exception as error:  # a fault of the harness itself: meta.json must not say "running"
+            meta.update(status="failed", error=f"writing the results failed: {type(error).__name__}: {error}",
+                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            with contextlib.suppress(OSError):
+                write_json(run_dir / "meta.json", meta)
+            raise
 
 
 def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcomes: list[TrialOutcome],
@@ -488,7 +498,7 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
     tables = build_tables(plan.experiment, outcomes)
     checks: list[Any] = []
     if config.verify_observer:
-        findings = [f for o in outcomes if o.trial in twins for f in compare_with_reference(o, twins[o.trial])]
+        findings = [f for o in outcomes for f in compare_with_reference(o, twins.get(o.trial))]
         tables["observer"] = observer_table(findings)
         checks += findings
     for name, table in tables.items():
@@ -504,8 +514,10 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
     if config.plots and not any(o.status == "interrupted" for o in outcomes):
         meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
     failed = [o for o in outcomes if o.status != "ok"]
-    # A signal that came after every trial had finished cost nothing: the run is complete.
-    stopped = interruption.signum if any(o.status == "interrupted" for o in outcomes) else None
+    # A signal that came after every trial had finished cost nothing: the run is
+    # complete. A blind twin it stopped leaves its check undone: not complete.
+    stopped = (interruption.signum if any(o.status == "interrupted" for o in [*outcomes, *twins.values()])
+               else None)
     if stopped is not None:
         status = "interrupted"
     else:

@@ -126,8 +126,9 @@ def gc_events(samples: pd.DataFrame, at_end: dict[str, list[int]] | None) -> lis
     """One row per generation per interval between sample points in which it
     was collected, from the collector's running totals at each sample point
     (and at the workload's end, for collections after the last sample)."""
-    if "gc_total_collections_gen0" not in samples or samples.empty:
-        return []
+    if ("gc_total_collections_gen0" not in samples or samples.empty
+            or samples["gc_total_collections_gen0"].isna().any()):
+        return []  # not measured: the gc probe off, or the collector's state not readable
     totals = [
         [[int(row[f"gc_total_{what}_gen{g}"]) for g in range(3)] for what in ("collections", "collected", "uncollectable")]
         for _, row in samples.iterrows()
@@ -249,7 +250,8 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, samples: pd.DataFra
     row["sampled_rss_peak_bytes"] = _int_or_none(timeline_rss.max()) if len(timeline_rss) else None
 
     # GC figures only where the gc probe read the collector; otherwise empty, not 0.
-    measured_gc = "gc" in outcome.probes and "gc_total_collections_gen0" in samples and len(samples) > 0
+    measured_gc = ("gc" in outcome.probes and "gc_total_collections_gen0" in samples and len(samples) > 0
+                   and not samples["gc_total_collections_gen0"].isna().any())
     if measured_gc:
         events = gc_events(samples, outcome.result.get("gc_at_end")) if events is None else events
         for g in range(3):
@@ -264,7 +266,7 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, samples: pd.DataFra
         values = column(name)
         row[f"{name}_final"] = _int_or_none(values.iloc[-1]) if len(values) else None
     observer = outcome.result.get("observer") or {}
-    if outcome.result:
+    if outcome.result and observer.get("gc_state"):  # without the collector's state, not known
         row["observer_neutral"] = (not observer.get("probes_not_neutral")
                                    and outcome.result.get("drifted_sample_points", 0) == 0)
     else:

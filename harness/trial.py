@@ -35,6 +35,7 @@ import numpy as np
 
 from engine.variants import get_variant
 from harness.experiment import Params, Workbench
+from harness.guard import sample_rows
 from harness.probes import SAMPLE_PROBES, SAMPLED, TrialState
 from harness.probes.gc_state import GcStateView
 from harness.probes.gc_state import locate as locate_gc_state
@@ -128,7 +129,8 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
     state = TrialState(engine, gc_view=gc_view, tracer=tracer)
     probes = [SAMPLE_PROBES[name]() for name in SAMPLE_PROBES if name in probe_names and not blind]
     trim_heap = malloc_trimmer() if spec.malloc_trim else None
-    sampler = Sampler(samples_to, probes, state, phases_to, before_sample=trim_heap)
+    sampler = Sampler(samples_to, probes, state, phases_to, before_sample=trim_heap,
+                      expected_rows=sample_rows(experiment, params))
     bench = Workbench(engine, params, np.random.default_rng(spec.seed), state,
                       _no_sample if blind else sampler.sample, lambda row: log.emit("record", **row))
     result: dict[str, Any] = {"sample_columns": sample_columns(probes)}
@@ -175,7 +177,9 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
                 "gc_state": gc_view is not None,
                 "gc_state_unavailable": gc_unavailable or None,
                 "numpy_totals_by_view": None if tracer is None else tracer.neutral,
-                "probes_not_neutral": [p.name for p in probes if not p.neutral],
+                # --malloc-trim's ctypes call takes its argument as a tuple
+                "probes_not_neutral": [p.name for p in probes if not p.neutral]
+                + (["malloc_trim"] if trim_heap is not None else []),
                 "blind": blind,
             }
             gc.enable()

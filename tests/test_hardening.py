@@ -385,3 +385,10 @@ def test_an_already_full_disk_leaves_no_empty_run_directory(small_disk: Path) ->
     assert "nothing was run" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     experiment_dir = small_disk / "exp17"
     assert not experiment_dir.exists() or not any(experiment_dir.iterdir())
+
+
+def test_verify_observer_with_an_output_directory_named_like_a_log(tmp_path: Path) -> None:
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": 2}, out=tmp_path / "runs.jsonl",
+                      plots=False, progress=False, probes=["tracemalloc", "gc"], verify_observer=True)
+    assert run.meta["status"] == "ok"
+    assert list(run.path.glob("trials/*-blind.jsonl"))

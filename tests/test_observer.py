@@ -216,3 +216,51 @@ def test_numpy_totals_are_read_through_views_on_this_interpreter() -> None:
         del a
     finally:
         tracer.stop()
+
+
+def test_a_long_trial_stays_neutral_past_one_chunk_of_its_sample_file(tmp_path: Path) -> None:
+    """More sample points than the first mapping once held (16,384): the file is
+    mapped for the trial's expected rows up front, so the sample path never
+    maps again."""
+    params = {"iterations": 20_000, "size": 10, "depth": 1}
+    blind = _trial(tmp_path, "exp17", "strongref", params, [], blind=True)
+    probed = _trial(tmp_path, "exp17", "strongref", params, ["tracemalloc", "rss", "gc", "census"])
+    assert probed.result["samples"] == 20_001
+    assert probed.result["drifted_sample_points"] == 0
+    assert end_readings(probed) == end_readings(blind)
+
+
+def _outcome(trial: int, status: str = "ok", **result) -> TrialOutcome:
+    return TrialOutcome(trial, "strongref", 0, {}, status=status, error="" if status == "ok" else "boom",
+                        result=result)
+
+
+def test_nothing_judged_by_the_observer_check_is_a_failed_check() -> None:
+    from harness.observer import compare_with_reference
+
+    readable = {"observer": {"gc_state": True}, "gc_at_start": {"collections": [0, 0, 0], "collected": [0, 0, 0],
+                                                               "uncollectable": [0, 0, 0]},
+                "gc_at_end": {"count": [1, 0, 0], "collections": [1, 0, 0], "collected": [5, 0, 0],
+                              "uncollectable": [0, 0, 0]}}
+    twin_stopped = compare_with_reference(_outcome(0, **readable), _outcome(1, status="interrupted"))
+    assert [(r.figure, r.passed) for r in twin_stopped] == [("the blind twin did not finish", False)]
+    assert [r.passed for r in compare_with_reference(_outcome(0, **readable), None)] == [False]
+    unreadable = compare_with_reference(_outcome(0, observer={"gc_state": False, "gc_state_unavailable": "no /proc"}),
+                                        _outcome(1))
+    assert [(r.figure, r.measured, r.passed) for r in unreadable] == [
+        ("the collector's state could not be read", "no /proc", False)]
+    assert all(r.passed for r in compare_with_reference(_outcome(0, **readable), _outcome(1, **readable)))
+
+
+def test_gc_columns_the_collector_could_not_fill_are_not_measured() -> None:
+    from harness.registry import get_experiment
+    from harness.tables import summarize
+
+    columns = ["iteration", "phase", "t_s", "gc_count_gen0", "gc_count_gen1", "gc_count_gen2",
+               *[f"gc_total_{w}_gen{g}" for w in ("collections", "collected", "uncollectable") for g in range(3)]]
+    outcome = _outcome(0, observer={"gc_state": False})
+    outcome.probes, outcome.sample_columns, outcome.phases = ["gc"], columns, ["start", "end"]
+    outcome.sample_rows = np.array([[-1, 0, 0.0] + [np.nan] * 12, [0, 1, 0.1] + [np.nan] * 12])
+    outcome.params = get_experiment("exp17").defaults()
+    row = summarize(get_experiment("exp17"), outcome)
+    assert row["gc_collections"] is None and row["observer_neutral"] is None

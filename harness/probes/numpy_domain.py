@@ -30,6 +30,7 @@ any other domain (an engine calling `PyTraceMalloc_Track` itself).
 from __future__ import annotations
 
 import ctypes
+import math
 import struct
 import tracemalloc
 
@@ -66,11 +67,14 @@ def _writable_regions_of_tracemalloc() -> list[tuple[int, int]]:
     and bss, and the anonymous mapping that continues its bss)."""
     code = ctypes.cast(ctypes.pythonapi.PyTraceMalloc_Track, ctypes.c_void_p).value
     rows = []
-    with open("/proc/self/maps", encoding="ascii") as maps:
-        for line in maps:
-            parts = line.split()
-            low, high = (int(part, 16) for part in parts[0].split("-"))
-            rows.append((low, high, parts[1], parts[5] if len(parts) > 5 else ""))
+    try:
+        with open("/proc/self/maps", encoding="ascii") as maps:
+            for line in maps:
+                parts = line.split()
+                low, high = (int(part, 16) for part in parts[0].split("-"))
+                rows.append((low, high, parts[1], parts[5] if len(parts) > 5 else ""))
+    except OSError:  # no /proc: the totals are read by the tuple-returning calls
+        return []
     binary = next((path for low, high, _, path in rows if low <= code < high), None)
     if not binary:
         return []
@@ -175,7 +179,7 @@ class NumpyDomainTracer:
                 self.highest_taken = peak
             return peak
         if not self.exact_peak:  # pragma: no cover
-            return -1
+            return math.nan  # not measured: an empty cell
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         self.highest_taken = max(self.highest_taken, peak)
@@ -184,7 +188,7 @@ class NumpyDomainTracer:
     def overall_peak(self) -> int:
         """The highest numpy bytes since tracing started (outside measurement)."""
         if not self.exact_peak:  # pragma: no cover
-            return -1
+            return math.nan  # not measured: an empty cell
         return max(self.highest_taken, tracemalloc.get_traced_memory()[1])
 
     def read(self) -> tuple[int, int]:

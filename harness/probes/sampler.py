@@ -3,12 +3,14 @@ trial's sample file without allocating a container.
 
 A row is `iteration, phase, t_s`, each probe's columns, and a marker (the
 row's number + 1) written last, so a reader knows a row is whole. Rows go
-into a file mapped into memory (`mmap`, shared), a chunk at a time: a write
-is a store into the page cache, so what a trial measured is on disk even if
-it is killed a moment later, and the parent can read a running trial's rows.
-Growing into the next chunk makes new map and view objects and frees the old
-ones, which leaves the collector's count as it was (see
-`harness.probes.base`).
+into a file mapped into memory (`mmap`, shared) -- one mapping, sized before
+the workload for the rows the trial is expected to write (the memory guard's
+upper bound, `harness.guard.sample_rows`): a write is a store into the page
+cache, so what a trial measured is on disk even if it is killed a moment
+later, and the parent can read a running trial's rows. Only past that size
+does the sample path map a further chunk, which makes new objects (an
+argument tuple among them); the sample point then reports the drift it
+caused, and `--verify-observer` shows it.
 
 Phases are numbered in order of first use ("start" 0, "end" 1); a new
 phase's name is appended to the phase file when first seen.
@@ -27,6 +29,7 @@ from harness.probes.base import Probe, TrialState
 FIXED_COLUMNS = ("iteration", "phase", "t_s")
 FIRST_PHASES = ("start", "end")
 _ROWS_PER_CHUNK = 4 * 4096  # a chunk is then a whole number of pages for any row width
+_SPARE_ROWS = 64  # the warm-up row and sample points a workload adds beyond the estimate
 _ITEM = 8  # float64
 
 
@@ -38,7 +41,7 @@ class Sampler:
     """Take sample points into `path` (or, with None, into a scratch ring that is not kept)."""
 
     def __init__(self, path: Path | None, probes: Sequence[Probe], state: TrialState,
-                 phases_path: Path | None = None, before_sample: Any = None) -> None:
+                 phases_path: Path | None = None, before_sample: Any = None, expected_rows: int = 0) -> None:
         self.probes = tuple(probes)
         self.width = len(sample_columns(probes))
         self.rows = 0
@@ -55,7 +58,8 @@ class Sampler:
         self._pairs = tuple(zip(self.probes, self._offsets))
         self._marker_at = self.width - 1
         self._phases = {name: code for code, name in enumerate(FIRST_PHASES)}
-        self._chunk_bytes = _ROWS_PER_CHUNK * self.width * _ITEM
+        rows_per_chunk = -(-max(expected_rows + _SPARE_ROWS, _ROWS_PER_CHUNK) // _ROWS_PER_CHUNK) * _ROWS_PER_CHUNK
+        self._chunk_bytes = rows_per_chunk * self.width * _ITEM
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644) if path is not None else -1
         self._phase_fd = (os.open(phases_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                           if phases_path is not None else -1)
@@ -76,7 +80,10 @@ class Sampler:
             new_map = mmap.mmap(-1, self._chunk_bytes)  # scratch: the same chunk again
         new_view = memoryview(new_map).cast("d")
         old_map, old_view = self._map, self._view
-        self._map, self._view, self._chunk, self._at = new_map, new_view, chunk, 0
+        self._map = new_map
+        self._view = new_view
+        self._chunk = chunk
+        self._at = 0
         if old_view is not None:
             old_view.release()
             old_map.close()
@@ -112,8 +119,9 @@ class Sampler:
         if self._at >= len(row):
             self._map_chunk(self._chunk + 1 if self._fd >= 0 else 0)
         if count is not None and count.value != before:
-            # A probe that is not neutral moved the count: say so (verify-observer
-            # shows it) and put the count back, so the error does not compound.
+            # Something on the sample path moved the count: say so (verify-observer
+            # shows it) and put the count back. That undoes the count, not what
+            # the free lists gained, so the run is no longer neutral; it is reported.
             self.drifted_points += 1
             if abs(count.value - before) > abs(self.largest_drift):
                 self.largest_drift = count.value - before
@@ -175,7 +183,7 @@ def read_samples(path: Path, columns: Sequence[str]) -> "Any":
 def read_phases(path: Path) -> list[str]:
     if not path.exists():
         return list(FIRST_PHASES)
-    names = path.read_text(encoding="utf-8").splitlines()
+    names = [name for name in path.read_text(encoding="utf-8").split("\n") if name]
     return names or list(FIRST_PHASES)
 
 
