@@ -181,6 +181,16 @@ def test_limits_read_as_bytes_or_units():
     ]
 
 
+def run_user_suite(tmp_path) -> subprocess.CompletedProcess:
+    """pytest on tmp_path/test_user_suite.py with the plugin, as a user's suite runs."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
+         str(tmp_path / "test_user_suite.py")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+
+
 def test_the_pytest_plugin_marker_and_fixture(tmp_path):
     (tmp_path / "test_user_suite.py").write_text(textwrap.dedent("""
         import numpy as np
@@ -206,12 +216,7 @@ def test_the_pytest_plugin_marker_and_fixture(tmp_path):
                 a = np.zeros(1000)
             assert (mem.peak, mem.retained) == (8000, 8000)
     """))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
-         str(tmp_path / "test_user_suite.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    )
+    done = run_user_suite(tmp_path)
     assert "1 failed, 2 passed" in done.stdout, done.stdout + done.stderr
     assert "FAILED test_user_suite.py::test_strongref_frees_its_graph" in done.stdout
     assert ("NumpyMemoryLimitExceeded: retained 320.0 kB (320,000 bytes) of numpy arrays; limit 0 B"
@@ -241,12 +246,7 @@ def test_markers_on_the_module_and_class_apply_too_the_strictest_wins(tmp_path):
                 a = np.zeros(100)
                 del a
     """))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
-         str(tmp_path / "test_user_suite.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    )
+    done = run_user_suite(tmp_path)
     assert "2 failed, 1 passed" in done.stdout, done.stdout + done.stderr
     assert "NumpyMemoryLimitExceeded: retained 800 B of numpy arrays; limit 0 B" in done.stdout
     assert "peak 40.0 kB (40,000 bytes) of numpy arrays; limit 10.0 kB (10,000 bytes)" in done.stdout
