@@ -129,22 +129,22 @@ def gc_events(samples: pd.DataFrame, at_end: dict[str, list[int]] | None) -> lis
     if ("gc_total_collections_gen0" not in samples or samples.empty
             or samples["gc_total_collections_gen0"].isna().any()):
         return []  # not measured: the gc probe off, or the collector's state not readable
-    totals = [
-        [[int(row[f"gc_total_{what}_gen{g}"]) for g in range(3)] for what in ("collections", "collected", "uncollectable")]
-        for _, row in samples.iterrows()
-    ]
-    places = list(zip(samples["iteration"], samples["phase"]))
+    kinds = ("collections", "collected", "uncollectable")
+    # totals[k][row][g]: the running total of kind k for generation g at each sample point
+    totals = np.stack([samples[[f"gc_total_{kind}_gen{g}" for g in range(3)]].to_numpy(dtype=np.int64)
+                       for kind in kinds])
+    iterations, phases = list(samples["iteration"]), list(samples["phase"])
     if at_end is not None:
-        totals.append([at_end["collections"], at_end["collected"], at_end["uncollectable"]])
-        places.append((places[-1][0], AFTER_LAST_SAMPLE))
+        end = np.array([[at_end[kind]] for kind in kinds], dtype=np.int64)
+        totals = np.concatenate([totals, end], axis=1)
+        iterations.append(iterations[-1])
+        phases.append(AFTER_LAST_SAMPLE)
+    deltas = np.diff(totals, axis=1)  # what each interval added; only the collected ones become rows
     events = []
-    for (iteration, phase), previous, current in zip(places[1:], totals, totals[1:]):
-        for g in range(3):
-            collections = current[0][g] - previous[0][g]
-            if collections:
-                events.append({"iteration": int(iteration), "phase": phase, "generation": g,
-                               "collections": collections, "collected": current[1][g] - previous[1][g],
-                               "uncollectable": current[2][g] - previous[2][g]})
+    for interval, g in zip(*np.nonzero(deltas[0])):
+        events.append({"iteration": int(iterations[interval + 1]), "phase": phases[interval + 1], "generation": int(g),
+                       "collections": int(deltas[0, interval, g]), "collected": int(deltas[1, interval, g]),
+                       "uncollectable": int(deltas[2, interval, g])})
     return events
 
 

@@ -54,8 +54,7 @@ class Sampler:
         for probe in self.probes:
             offsets.append(at)
             at += len(probe.columns)
-        self._offsets = tuple(offsets)
-        self._pairs = tuple(zip(self.probes, self._offsets))
+        self._pairs = tuple(zip(self.probes, offsets))
         self._marker_at = self.width - 1
         self._phases = {name: code for code, name in enumerate(FIRST_PHASES)}
         rows_per_chunk = -(-max(expected_rows + _SPARE_ROWS, _ROWS_PER_CHUNK) // _ROWS_PER_CHUNK) * _ROWS_PER_CHUNK
