@@ -3,7 +3,7 @@
     import harness
     run = harness.run("exp17", params={"iterations": 20, "gc": "off"})
     run.summary            # pandas DataFrame, one row per trial
-    run.samples, run.gc_events, run.timeline, run.records
+    run.samples, run.gc_events, run.timeline, run.records   # read from disk when first used
     run.checks()           # the experiment's expectations, judged
     run.figures()          # {"memory": Figure, "summary": Figure, ...}
     run.path               # the run directory written under results/
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from harness.check import CheckResult, ComparisonResult, check_summary
 from harness.registry import get_experiment
-from harness.results import TABLES, StoredRun, load_run, stored_observer_results
+from harness.results import StoredRun, load_run, stored_observer_results
 from harness.runner import DEFAULT_OUT, RunConfig, run_experiment
 
 
@@ -37,8 +37,7 @@ class Run(StoredRun):
     def figures(self) -> dict[str, Figure]:
         from harness.plots import figures, provenance
 
-        tables = {name: getattr(self, name) for name in TABLES}
-        return figures(get_experiment(self.experiment), tables, provenance(self.meta))
+        return figures(get_experiment(self.experiment), self.tables, provenance(self.meta))
 
 
 def run(
@@ -75,9 +74,9 @@ def run(
     result = run_experiment(config, show_progress=progress)
     if result.interrupted_by is not None:
         raise KeyboardInterrupt(f"run stopped by signal {result.interrupted_by}; what it measured is in {result.path}")
-    return Run(result.path, result.meta, **{name: result.tables[name] for name in TABLES})
+    return Run(result.path, result.meta, result.tables)
 
 
 def load(path: Path | str) -> Run:
     stored = load_run(Path(path))
-    return Run(stored.path, stored.meta, **{name: getattr(stored, name) for name in TABLES})
+    return Run(stored.path, stored.meta, stored.tables)

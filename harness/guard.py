@@ -12,10 +12,12 @@ A trial's need is the sum of
 - INTERPRETER_BYTES for the trial's own interpreter (Python, numpy,
   pandas-free probes: about 100 MB resident, measured).
 
-The run's own process (the parent) holds every trial's samples, as a
-float64 array and then as pandas tables: PARENT_BYTES_PER_SAMPLE per sample
-row of every trial of the run, computed, recorded, and taken from what memory
-is usable before the trials share it (PARENT_SAMPLES_TAKE_FROM_USABLE).
+The run's own process (the parent) writes each trial's samples to the
+tables a chunk at a time and keeps, for the plots, at most about PLOT_ROWS
+rows per trial (`harness.table_writer`): PARENT_BYTES_PER_SAMPLE per row it
+holds, computed, recorded, and taken from what memory is usable before the
+trials share it (PARENT_SAMPLES_TAKE_FROM_USABLE). It does not grow with
+the iterations.
 
 The trials that run at once are min(--jobs, the number of trials, repeats
 and --verify-observer's blind twins included); the guard takes the largest
@@ -86,9 +88,7 @@ OBJECT_BYTES_PER_ARRAY = 700
 # 268.9 MB at 2e5 -- 1,210 B per row beyond a fixed 27 MB (the samples
 # table has 22 columns). Counted at about twice that.
 PARENT_BYTES_PER_SAMPLE = 2_500
-# The parent holds every trial's samples until it writes the tables, so
-# they come off what the trials may use (a run of 1e8 iterations is refused
-# until samples stream to disk).
+# What the parent holds comes off what the trials may use.
 PARENT_SAMPLES_TAKE_FROM_USABLE = True
 
 # Sample points per iteration, by experiment (the start sample and any
@@ -175,7 +175,7 @@ class TrialNeed:
     params: dict[str, Any]
     numpy_bytes_peak: int | None  # None: the model makes no estimate
     object_bytes: int = 0  # the Python objects of the graphs held at the peak
-    samples: int = 0  # sample rows the parent will hold for this trial
+    samples: int = 0  # sample rows the trial writes
     basis: str = "model"  # how numpy_bytes_peak was found: "model", or the GC-bounded graphs
 
     @property
@@ -266,6 +266,14 @@ def trial_needs(experiment: Experiment, variants: list[str], param_sets: list[Pa
     return [need for need in needs for _ in range(max(1, int(copies)))]
 
 
+def parent_rows(needs: list[TrialNeed]) -> int:
+    """Sample rows the parent holds at most: each trial's rows drawn in the
+    plots (an envelope of PLOT_ROWS past that many), and one chunk."""
+    from harness.table_writer import CHUNK_ROWS, PLOT_ROWS
+
+    return sum(min(need.samples, PLOT_ROWS) for need in needs) + CHUNK_ROWS
+
+
 def check_memory(needs: list[TrialNeed], jobs: int, force: bool, available_bytes: int | None = None,
                  count_parent: bool | None = None) -> GuardReport:
     """Refuse (UsageError) when the trials that run at once need more than the
@@ -273,7 +281,7 @@ def check_memory(needs: list[TrialNeed], jobs: int, force: bool, available_bytes
     limit per trial: an equal share of the usable memory among them."""
     available = psutil.virtual_memory().available if available_bytes is None else available_bytes
     concurrent = max(1, min(int(jobs), len(needs)))
-    parent = sum(need.samples for need in needs) * PARENT_BYTES_PER_SAMPLE
+    parent = parent_rows(needs) * PARENT_BYTES_PER_SAMPLE
     if count_parent is None:
         count_parent = PARENT_SAMPLES_TAKE_FROM_USABLE
     usable = max(0, int(available * (1 - MARGIN)) - (parent if count_parent else 0))

@@ -18,13 +18,14 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.tables import normalize_samples, normalize_summary
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -84,17 +85,42 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
     write_atomic(path, table.to_csv(index=False))
 
 
-@dataclass
-class StoredRun:
-    """A run read back from its directory."""
+class RunTables(Mapping):
+    """A run's tables by name, each read from its directory when first asked
+    for (and then kept): reading a run's summary never loads its samples,
+    which a long run has millions of."""
 
-    path: Path
-    meta: dict[str, Any]
-    samples: pd.DataFrame
-    gc_events: pd.DataFrame
-    timeline: pd.DataFrame
-    records: pd.DataFrame
-    summary: pd.DataFrame
+    def __init__(self, path: Path, loaded: dict[str, pd.DataFrame] | None = None) -> None:
+        self.path = Path(path)
+        self._loaded = dict(loaded or {})
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._loaded:
+            if name not in TABLES and name != "observer":
+                raise KeyError(name)
+            self._loaded[name] = read_table(self.path, name)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TABLES)
+
+    def __len__(self) -> int:
+        return len(TABLES)
+
+
+class StoredRun:
+    """A run read back from its directory: meta.json and the summary at once,
+    the other tables when first used."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], tables: RunTables | None = None) -> None:
+        self.path, self.meta = Path(path), meta
+        self.tables = tables if tables is not None else RunTables(self.path)
+
+    summary = property(lambda self: self.tables["summary"], doc="one row per trial")
+    samples = property(lambda self: self.tables["samples"], doc="one row per sample point")
+    gc_events = property(lambda self: self.tables["gc_events"], doc="one row per generation collected per interval")
+    timeline = property(lambda self: self.tables["timeline"], doc="memory_profiler's points")
+    records = property(lambda self: self.tables["records"], doc="the workload's own rows")
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:
@@ -142,15 +168,35 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame:
         if stream.read(1) != b"\n":
             raise UsageError(f"{path} is truncated: its last line is incomplete")
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype=_text_columns(run_dir))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UsageError(f"{path} is corrupt: {str(error).splitlines()[0]}") from None
     if name == "summary":
         _check_summary_table(path, table)
+        table = normalize_summary(table)
+    elif name == "samples":
+        table = normalize_samples(table)
     recorded = _recorded_rows(run_dir, name)
     if recorded is not None and recorded != len(table):
         raise UsageError(f"{path} is truncated or edited: {len(table)} rows, meta.json records {recorded}")
     return table
+
+
+def _text_columns(run_dir: Path) -> dict[str, type]:
+    """Columns read as text: the names, and the parameters whose values meta.json
+    records as strings (so gc=on stays "on" and retain_grad=false stays "false",
+    not a bool, exactly as the run built them)."""
+    columns: dict[str, type] = {"experiment": str, "variant": str, "phase": str}
+    try:
+        params = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8")).get("params") or {}
+    except (OSError, ValueError, AttributeError):
+        return columns
+    if isinstance(params, dict):
+        for name, value in params.items():
+            values = value if isinstance(value, list) else [value]
+            if values and all(isinstance(v, str) for v in values):
+                columns[name] = str
+    return columns
 
 
 def _check_summary_table(path: Path, table: pd.DataFrame) -> None:
@@ -201,6 +247,8 @@ def stored_observer_results(run_dir: Path) -> list[Any]:
 
 
 def load_run(run_dir: Path | str) -> StoredRun:
+    """A run directory's meta.json and summary, checked; its other tables are
+    read (and checked) when first used."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir} is not a directory")
@@ -208,5 +256,6 @@ def load_run(run_dir: Path | str) -> StoredRun:
     if meta.get("status") == "running" and not (run_dir / "summary.csv").is_file():
         raise UsageError(f"{run_dir} has no results: meta.json says the run is still running "
                          "(it is, or it was killed before writing them)")
-    tables = {name: read_table(run_dir, name) for name in TABLES}
-    return StoredRun(run_dir, meta, **tables)
+    run = StoredRun(run_dir, meta)
+    run.summary  # noqa: B018 - read now, so a corrupt summary is reported before anything uses it
+    return run

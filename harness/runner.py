@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import pandas as pd
 from tqdm import tqdm
 
 from engine.adapters.plugin import is_plugin
@@ -40,10 +41,11 @@ from harness.experiment import Experiment, Params
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.meta import PROJECT_ROOT, collect_metadata
 from harness.probes import PROBE_NAMES, sample_columns_for
-from harness.probes.sampler import read_phases, read_samples
+from harness.probes.sampler import read_phases
 from harness.registry import get_experiment
-from harness.tables import TrialOutcome, build_tables
-from harness.trial import TrialSpec, phase_file, sample_file
+from harness.table_writer import RunTableWriter
+from harness.tables import IDENTITY, TrialOutcome
+from harness.trial import TrialSpec, overhead_reruns, phase_file, sample_file
 
 DEFAULT_OUT = Path("results")
 # A trial's timeout goes to poll(), which takes whole milliseconds in a C int.
@@ -189,14 +191,18 @@ def make_plan(config: RunConfig) -> Plan:
 def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
     path = Path(spec.events_path)
     outcome.probes = [] if spec.blind else list(spec.probes)
-    columns = sample_columns_for(spec.probes, spec.blind)
-    outcome.sample_rows = read_samples(sample_file(path), columns)
-    outcome.sample_columns = columns[:-1]  # without the marker
+    # The sample rows and the timeline stay on disk: the table writer reads
+    # them a chunk at a time (harness.table_writer).
+    outcome.samples_path = str(sample_file(path))
+    outcome.sample_columns = sample_columns_for(spec.probes, spec.blind)[:-1]  # without the marker
     outcome.phases = read_phases(phase_file(path))
+    outcome.events_path = str(path)
     if not path.exists():
         return
     with path.open(encoding="utf-8") as stream:
         for line in stream:
+            if line.startswith('{"event": "timeline"'):
+                continue  # long; read by TrialOutcome.timeline_chunks when written
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
@@ -204,12 +210,12 @@ def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
             kind = event.pop("event", None)
             if kind == "record":
                 outcome.records.append(event)
-            elif kind == "timeline":
-                outcome.timeline.extend(event["points"])
+            elif kind == "overhead":
+                outcome.result.update(event)
             elif kind == "start":
                 outcome.start = event
             elif kind == "result":
-                outcome.result = event
+                outcome.result = {**event, **outcome.result}
             elif kind == "error":
                 outcome.status, outcome.error = "failed", event["error"]
 
@@ -318,6 +324,11 @@ def execute_trial(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
     _read_events(spec, outcome)
+    if outcome.status == "timeout" and spec.measure_overhead and outcome.result:
+        # The measured workload finished in time; only its --overhead re-runs did not.
+        outcome.status, outcome.error = "ok", ""
+        outcome.result["overhead_not_measured"] = f"the --overhead re-runs exceeded the trial's {timeout_s:g} s"
+        return outcome
     if interruption.signum is not None and process.returncode != 0 and outcome.status == "ok":
         # (a trial that had already failed keeps its own reason)
         outcome.status = "interrupted"
@@ -332,10 +343,15 @@ def execute_trial(
                 outcome.error += " (SIGBUS: no room for its sample file: is the disk full?)"
         else:
             outcome.status = "failed"
-            outcome.error = outcome.error or _last_line(log_path) or f"exit status {process.returncode}"
+            outcome.error = outcome.error or _last_line(log_path) or _silent_exit(process.returncode)
     if outcome.status == "ok" and not outcome.result:
-        outcome.status, outcome.error = "failed", "trial ended without a result"
+        outcome.status, outcome.error = "failed", _silent_exit(process.returncode)
     return outcome
+
+
+def _silent_exit(status: int) -> str:
+    return (f"the trial process exited with status {status} before the workload finished, recording no "
+            "error: the workload or engine ended it (os._exit, or a crash in native code)")
 
 
 def _last_line(path: Path) -> str:
@@ -348,18 +364,31 @@ def run_trials(
     config: RunConfig,
     progress: Callable[[TrialOutcome], None],
     interruption: Interruption | None = None,
+    finished: Callable[[TrialSpec, TrialOutcome], None] = lambda spec, outcome: None,
 ) -> list[TrialOutcome]:
+    """Run the trials, `config.jobs` at once; `finished` sees each outcome in
+    plan order, as soon as it and those before it are done."""
     interruption = interruption or Interruption()
     outcomes: dict[int, TrialOutcome] = {}
+    timeout_s = trial_timeout(config, len(specs[0].probes) if specs else 0)
     with ThreadPoolExecutor(max_workers=config.jobs) as pool:
         futures = [
-            pool.submit(execute_trial, spec, config.timeout_s, config.trial_env, interruption) for spec in specs
+            pool.submit(execute_trial, spec, timeout_s, config.trial_env, interruption) for spec in specs
         ]
-        for future in futures:
+        for spec, future in zip(specs, futures):
             outcome = future.result()
             outcomes[outcome.trial] = outcome
             progress(outcome)
+            finished(spec, outcome)
     return [outcomes[spec.trial] for spec in specs]
+
+
+def trial_timeout(config: RunConfig, probes: int) -> float | None:
+    """How long a trial may take: --timeout for its measured workload and as
+    much again for each --overhead re-run of it (they are workload runs too)."""
+    if config.timeout_s is None or not config.measure_overhead:
+        return config.timeout_s
+    return min(MAX_TIMEOUT_S, config.timeout_s * (1 + overhead_reruns(probes)))
 
 
 def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
@@ -440,25 +469,36 @@ def run_experiment(
                "those trials are not checked")
     if guard.memory_limit_bytes is not None:
         notify(f"memory guard: forced; each trial runs under a {guard.memory_limit_bytes:,} byte address-space limit")
-    run_dir = new_run_dir(Path(config.out), plan.experiment.name)
-    meta = start_meta(plan, run_dir)
-    meta["memory_guard"] = guard.as_meta()
-    try:
-        write_json(run_dir / "meta.json", meta)
-    except OSError as error:  # a full disk before anything ran: leave no empty run directory
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise OSError(error.errno, f"cannot write {run_dir / 'meta.json'} ({error.strerror}); nothing was run") from None
-    specs = plan.specs(run_dir, guard.memory_limit_bytes)
-    if show_progress:
-        advance, close = progress_bar(len(specs), plan.experiment.name)
-    else:
-        advance, close = (lambda outcome: None), (lambda: None)
-    # A second signal while the results are written is absorbed: the files
-    # are written atomically and quickly, and stopping half-way would lose them.
+    # From the moment the run directory exists a signal is the run's to handle:
+    # a Ctrl-C while meta.json is being written leaves a run recorded as
+    # interrupted, not a directory without one. A second signal while the
+    # results are written is absorbed: the files are written atomically and
+    # quickly, and stopping half-way would lose them.
     with Interruption().handling_signals() as interruption:
+        run_dir = new_run_dir(Path(config.out), plan.experiment.name)
+        meta = start_meta(plan, run_dir)
+        meta["memory_guard"] = guard.as_meta()
         try:
-            outcomes = run_trials(specs, config, advance, interruption)
+            write_json(run_dir / "meta.json", meta)
+        except OSError as error:  # a full disk before anything ran: leave no empty run directory
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise OSError(error.errno, f"cannot write {run_dir / 'meta.json'} ({error.strerror}); "
+                          "nothing was run") from None
+        specs = plan.specs(run_dir, guard.memory_limit_bytes)
+        if show_progress:
+            advance, close = progress_bar(len(specs), plan.experiment.name)
+        else:
+            advance, close = (lambda outcome: None), (lambda: None)
+        writer = RunTableWriter(run_dir, plan.experiment, plan.probes)
+
+        def write(spec: TrialSpec, outcome: TrialOutcome) -> None:
+            if not spec.blind:  # a blind twin read nothing to tabulate
+                writer.add(outcome)
+
+        try:
+            outcomes = run_trials(specs, config, advance, interruption, write)
         except BaseException as error:  # a fault of the run itself: say so in meta.json if we can
+            writer.discard()
             meta.update(status="failed", error=f"{type(error).__name__}: {error}",
                         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             with contextlib.suppress(OSError):
@@ -468,15 +508,16 @@ def run_experiment(
             close()
 
         try:
-            return _write_results(plan, config, specs, outcomes, run_dir, meta, interruption, notify)
+            return _write_results(plan, config, specs, outcomes, run_dir, meta, interruption, notify, writer)
         except OSError as error:  # a full disk: say so wherever it can still be written
-            summary = build_tables(plan.experiment, [o for o, spec in zip(outcomes, specs) if not spec.blind])
-            failure = ResultsNotWritten(error, summary["summary"])
+            writer.discard()
+            failure = ResultsNotWritten(error, writer.summary())
             meta.update(status="failed", error=str(failure), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             with contextlib.suppress(OSError):
                 write_json(run_dir / "meta.json", meta)
             raise failure from None
         except Exception as error:  # a fault of the harness itself: meta.json must not say "running"
+            writer.discard()
             meta.update(status="failed", error=f"writing the results failed: {type(error).__name__}: {error}",
                         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             with contextlib.suppress(OSError):
@@ -484,35 +525,53 @@ def run_experiment(
             raise
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcomes: list[TrialOutcome],
                    run_dir: Path, meta: dict[str, Any], interruption: Interruption,
-                   notify: Callable[[str], None]) -> RunResult:
+                   notify: Callable[[str], None], writer: RunTableWriter) -> RunResult:
     from harness.check import check_summary
     from harness.observer import compare_with_reference, observer_table
     from harness.plots import provenance, write_plots
-    from harness.results import write_json, write_table
+    from harness.results import RunTables, read_table, write_json, write_table
 
     measured = [o for o, spec in zip(outcomes, specs) if not spec.blind]
     twins = {o.trial - len(measured): o for o, spec in zip(outcomes, specs) if spec.blind}
     outcomes = measured
-    tables = build_tables(plan.experiment, outcomes)
+    rows = writer.commit()  # the streamed tables into place (raises what a write hit)
+    small = {"records": pd.DataFrame(writer.records), "summary": writer.summary()}
+    if not len(small["records"]):
+        small["records"] = pd.DataFrame(columns=list(IDENTITY) + [p.name for p in plan.experiment.params]
+                                        + ["iteration"])
     checks: list[Any] = []
     if config.verify_observer:
         findings = [f for o in outcomes for f in compare_with_reference(o, twins.get(o.trial))]
-        tables["observer"] = observer_table(findings)
+        small["observer"] = observer_table(findings)
         checks += findings
-    for name, table in tables.items():
+    for name, table in small.items():
         write_table(run_dir / f"{name}.csv", table)
-    checks += check_summary(plan.experiment, tables["summary"])
+        rows[name] = len(table)
+    # Judged as read back: `harness check RUN` later sees exactly this table.
+    summary = read_table(run_dir, "summary")
+    checks += check_summary(plan.experiment, summary)
     for outcome in outcomes:
         foreign = outcome.result.get("foreign_tracemalloc_domains")
         if foreign:
             notify(f"trial {outcome.trial} {outcome.variant}: its numpy_bytes include "
                    f"{sum(foreign.values()):,} bytes the engine traced in tracemalloc domain(s) "
                    f"{', '.join(foreign)}, not numpy's")
+        if outcome.result.get("overhead_not_measured"):
+            notify(f"trial {outcome.trial} {outcome.variant}: no overhead figures: "
+                   f"{outcome.result['overhead_not_measured']}; its measurement is kept")
     meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
     if config.plots and not any(o.status == "interrupted" for o in outcomes):
-        meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, tables, provenance(meta))]
+        drawn = {**writer.tables_for_plots(), "summary": summary}
+        meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, drawn, provenance(meta))]
     failed = [o for o in outcomes if o.status != "ok"]
     # A signal that came after every trial had finished cost nothing: the run is
     # complete. A blind twin it stopped leaves its check undone: not complete.
@@ -530,8 +589,12 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
         checks_passed=sum(c.passed for c in checks),
         checks_failed=sum(not c.passed for c in checks),
         trial_gc_thresholds=sorted({tuple(o.start.get("gc_thresholds", ())) for o in outcomes if o.start}),
-        tables={name: {"rows": len(table)} for name, table in tables.items()},
+        tables={name: {"rows": n} for name, n in rows.items()},
+        # The run's own process: independent of how many iterations the trials ran.
+        parent_peak_rss_bytes=_peak_rss_bytes(),
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     write_json(run_dir / "meta.json", meta)
-    return RunResult(run_dir, meta, tables, checks, stopped)
+    return RunResult(run_dir, meta, RunTables(run_dir, {"summary": summary, **({"observer": small["observer"]}
+                                                                                if "observer" in small else {})}),
+                     checks, stopped)

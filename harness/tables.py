@@ -21,8 +21,10 @@ summary    one row per trial: see SUMMARY_COLUMNS.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,7 +40,7 @@ SAMPLE_COLUMNS = (
 )
 # Whole numbers that may be missing: nullable integers, so 3200000 stays
 # 3200000 (not 3200000.0) when another trial's cell is empty.
-_INTEGER_SAMPLE_COLUMNS = ("numpy_bytes", "numpy_bytes_peak", "rss_bytes", "uss_bytes", "live_variables",
+INTEGER_SAMPLE_COLUMNS = ("numpy_bytes", "numpy_bytes_peak", "rss_bytes", "uss_bytes", "live_variables",
                            "live_functions", "gc_count_gen0", "gc_count_gen1", "gc_count_gen2")
 GC_COLUMNS = ("iteration", "phase", "generation", "collections", "collected", "uncollectable")
 TIMELINE_COLUMNS = ("t_s", "rss_bytes")
@@ -99,46 +101,83 @@ class TrialOutcome:
     status: str = "ok"
     error: str = ""
     probes: list[str] = field(default_factory=list)
-    sample_rows: Any = None  # float64 array (rows, columns), see harness.probes.sampler
+    sample_rows: Any = None  # float64 array (rows, columns); None: read from samples_path
+    samples_path: str | None = None  # the trial's sample file (harness.probes.sampler)
     sample_columns: list[str] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # None read from the log: see timeline_chunks
+    events_path: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     start: dict[str, Any] = field(default_factory=dict)
 
+    def sample_chunks(self, rows: int) -> Iterator[pd.DataFrame]:
+        """The trial's sample rows as tables of at most `rows` rows each, in order."""
+        from harness.probes.sampler import iter_samples
+
+        if self.sample_rows is not None:
+            arrays: Iterable[np.ndarray] = (self.sample_rows[n:n + rows] for n in range(0, len(self.sample_rows), rows))
+        elif self.samples_path is not None:
+            arrays = iter_samples(Path(self.samples_path), [*self.sample_columns, "marker"], rows)
+        else:
+            arrays = ()
+        for array in arrays:
+            yield self._frame(array)
+
+    def timeline_chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """memory_profiler's points, a batch at a time (the trial logs them in batches)."""
+        if self.timeline:
+            yield self.timeline
+        if self.events_path is None or not Path(self.events_path).exists():
+            return
+        with open(self.events_path, encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith('{"event": "timeline"'):
+                    try:
+                        yield json.loads(line)["points"]
+                    except json.JSONDecodeError:
+                        return  # a line cut off by a kill: keep what came before
+
     def samples(self) -> pd.DataFrame:
-        """The trial's sample rows, with phase names and whole numbers as integers."""
-        rows = self.sample_rows if self.sample_rows is not None else np.empty((0, len(self.sample_columns)))
+        """The trial's sample rows, with phase names and whole numbers as
+        integers (all in memory: for one trial's inspection, not a long run)."""
+        frames = list(self.sample_chunks(1 << 20))
+        return pd.concat(frames, ignore_index=True) if frames else self._frame(np.empty((0, len(self.sample_columns))))
+
+    def _frame(self, rows: np.ndarray) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=self.sample_columns)
         if "iteration" in frame:
             frame["iteration"] = frame["iteration"].astype("int64")
         if "phase" in frame:
             names = self.phases
-            frame["phase"] = [names[c] if c < len(names) else f"phase {c}" for c in frame["phase"].astype(int)]
+            codes = frame["phase"].to_numpy(dtype=np.int64)
+            if len(codes) and codes.max() < len(names):
+                frame["phase"] = np.asarray(names, dtype=object)[codes]
+            else:
+                frame["phase"] = [names[c] if c < len(names) else f"phase {c}" for c in codes]
         for column in frame.columns:
-            if column in _INTEGER_SAMPLE_COLUMNS or column.startswith("gc_total_"):
+            if column in INTEGER_SAMPLE_COLUMNS or column.startswith("gc_total_"):
                 frame[column] = frame[column].round().astype("Int64")
         return frame
 
 
-def gc_events(samples: pd.DataFrame, at_end: dict[str, list[int]] | None) -> list[dict[str, Any]]:
-    """One row per generation per interval between sample points in which it
-    was collected, from the collector's running totals at each sample point
-    (and at the workload's end, for collections after the last sample)."""
-    if ("gc_total_collections_gen0" not in samples or samples.empty
-            or samples["gc_total_collections_gen0"].isna().any()):
-        return []  # not measured: the gc probe off, or the collector's state not readable
-    kinds = ("collections", "collected", "uncollectable")
-    # totals[k][row][g]: the running total of kind k for generation g at each sample point
-    totals = np.stack([samples[[f"gc_total_{kind}_gen{g}" for g in range(3)]].to_numpy(dtype=np.int64)
-                       for kind in kinds])
-    iterations, phases = list(samples["iteration"]), list(samples["phase"])
-    if at_end is not None:
-        end = np.array([[at_end[kind]] for kind in kinds], dtype=np.int64)
-        totals = np.concatenate([totals, end], axis=1)
-        iterations.append(iterations[-1])
-        phases.append(AFTER_LAST_SAMPLE)
+_GC_KINDS = ("collections", "collected", "uncollectable")
+
+
+def _gc_totals(samples: pd.DataFrame) -> np.ndarray:
+    """totals[k][row][g]: the running total of kind k for generation g at each sample point."""
+    return np.stack([samples[[f"gc_total_{kind}_gen{g}" for g in range(3)]].to_numpy(dtype=np.int64)
+                     for kind in _GC_KINDS])
+
+
+def _gc_measured(samples: pd.DataFrame) -> bool:
+    return ("gc_total_collections_gen0" in samples and not samples.empty
+            and not samples["gc_total_collections_gen0"].isna().any())
+
+
+def _events(totals: np.ndarray, iterations: list[int], phases: list[str]) -> list[dict[str, Any]]:
+    """Rows for the intervals between consecutive columns of `totals` in
+    which a generation was collected; interval n is closed by point n + 1."""
     deltas = np.diff(totals, axis=1)  # what each interval added; only the collected ones become rows
     events = []
     for interval, g in zip(*np.nonzero(deltas[0])):
@@ -146,6 +185,106 @@ def gc_events(samples: pd.DataFrame, at_end: dict[str, list[int]] | None) -> lis
                        "collections": int(deltas[0, interval, g]), "collected": int(deltas[1, interval, g]),
                        "uncollectable": int(deltas[2, interval, g])})
     return events
+
+
+def gc_events(samples: pd.DataFrame, at_end: dict[str, list[int]] | None) -> list[dict[str, Any]]:
+    """One row per generation per interval between sample points in which it
+    was collected, from the collector's running totals at each sample point
+    (and at the workload's end, for collections after the last sample)."""
+    stats = SampleStats()
+    events = stats.add(samples)
+    return events + stats.finish(at_end) if stats.gc_measured else []
+
+
+class SampleStats:
+    """What a trial's summary needs from its sample rows, gathered a chunk at
+    a time (a long run's rows never need to be in memory together), and the
+    GC events each chunk closes."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.ends = 0
+        self.last: dict[str, float] = {}  # the last reading of each column that had one
+        self.numpy_peak: float | None = None
+        self.first_end_bytes: float | None = None
+        self.last_end_bytes: float | None = None
+        self.end_bytes_readings = 0
+        self.rss_peak: float | None = None
+        self.timeline_rss_peak: float | None = None
+        self.gc_measured: bool | None = None  # None: no row yet
+        self.gc_sums = {"collections": [0, 0, 0], "collected": 0, "uncollectable": 0}
+        self._previous: tuple[np.ndarray, int, str] | None = None  # the last row's totals, iteration, phase
+
+    def add(self, samples: pd.DataFrame) -> list[dict[str, Any]]:
+        """Take one chunk of rows; return the GC events its rows close."""
+        if samples.empty:
+            return []
+        self.rows += len(samples)
+        for name in ("numpy_bytes", "rss_bytes", "live_variables", "live_functions"):
+            values = _numbers(samples, name)
+            if len(values):
+                self.last[name] = values[-1]
+        numpy_now, numpy_peak = _numbers(samples, "numpy_bytes"), _numbers(samples, "numpy_bytes_peak")
+        self.numpy_peak = _max(self.numpy_peak, numpy_now, numpy_peak)
+        self.rss_peak = _max(self.rss_peak, _numbers(samples, "rss_bytes"))
+        ends = samples[samples["phase"] == "end"] if "phase" in samples else samples
+        self.ends += len(ends)
+        end_bytes = _numbers(ends, "numpy_bytes")
+        if len(end_bytes):
+            if self.first_end_bytes is None:
+                self.first_end_bytes = end_bytes[0]
+            self.last_end_bytes = end_bytes[-1]
+            self.end_bytes_readings += len(end_bytes)
+        return self._gc(samples)
+
+    def _gc(self, samples: pd.DataFrame) -> list[dict[str, Any]]:
+        if self.gc_measured is False or not _gc_measured(samples):
+            self.gc_measured = False
+            return []
+        self.gc_measured = True
+        totals = _gc_totals(samples)
+        iterations, phases = list(samples["iteration"]), list(samples["phase"])
+        if self._previous is not None:  # the interval that closes at this chunk's first row
+            before, iteration, phase = self._previous
+            totals = np.concatenate([before, totals], axis=1)
+            iterations, phases = [iteration, *iterations], [phase, *phases]
+        self._previous = (totals[:, -1:, :], iterations[-1], phases[-1])
+        return self._counted(_events(totals, iterations, phases))
+
+    def finish(self, at_end: dict[str, list[int]] | None) -> list[dict[str, Any]]:
+        """The events after the last sample point, from the totals at the workload's end."""
+        if not self.gc_measured or at_end is None or self._previous is None:
+            return []
+        before, iteration, _ = self._previous
+        end = np.array([[at_end[kind]] for kind in _GC_KINDS], dtype=np.int64)
+        return self._counted(_events(np.concatenate([before, end], axis=1), [iteration, iteration],
+                                     [AFTER_LAST_SAMPLE, AFTER_LAST_SAMPLE]))
+
+    def _counted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for event in events:
+            self.gc_sums["collections"][event["generation"]] += event["collections"]
+            self.gc_sums["collected"] += event["collected"]
+            self.gc_sums["uncollectable"] += event["uncollectable"]
+        return events
+
+    def add_timeline(self, points: list[dict[str, Any]]) -> None:
+        if points:
+            self.timeline_rss_peak = _max(self.timeline_rss_peak, np.array([p["rss_bytes"] for p in points], float))
+
+
+def _numbers(samples: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in samples:
+        return np.empty(0)
+    values = pd.to_numeric(samples[name], errors="coerce").astype("float64").to_numpy()
+    return values[~np.isnan(values)]
+
+
+def _max(current: float | None, *arrays: np.ndarray) -> float | None:
+    for values in arrays:
+        if len(values):
+            top = float(values.max())
+            current = top if current is None else max(current, top)
+    return current
 
 
 def _identity(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
@@ -156,20 +295,6 @@ def _identity(experiment: Experiment, outcome: TrialOutcome) -> dict[str, Any]:
         "trial": outcome.trial,
         **outcome.params,
     }
-
-
-def _frame(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    frames = [f for f in frames if not f.empty]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    for column in columns:
-        if column not in frame:
-            frame[column] = pd.Series(dtype="float64")
-    extra = [c for c in frame.columns if c not in columns]
-    return frame[columns + extra]
-
-
-def _rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -187,84 +312,83 @@ def trial_params(outcome: TrialOutcome) -> Params:
     return params
 
 
-def build_tables(experiment: Experiment, outcomes: list[TrialOutcome]) -> dict[str, pd.DataFrame]:
-    param_names = [p.name for p in experiment.params]
-    ident = list(IDENTITY) + param_names
-    sample_frames, gc_frames, timeline_frames, record_frames, summary_rows = [], [], [], [], []
-    for outcome in outcomes:
-        identity = _identity(experiment, outcome)
-        samples = outcome.samples()
-        at_end = outcome.result.get("gc_at_end") if "gc" in outcome.probes else None
-        events = gc_events(samples, at_end)
-        summary_rows.append({**identity, **summarize(experiment, outcome, samples, events)})
-        shown = samples[[c for c in samples.columns if not c.startswith("gc_total_")]]
-        shown.insert(0, "sample", range(len(shown)))
-        sample_frames.append(shown.assign(**identity)[list(identity) + list(shown.columns)])
-        gc_frames.append(_rows([{**identity, **event} for event in events]))
-        timeline_frames.append(_rows([{**identity, **point} for point in outcome.timeline]))
-        record_frames.append(_rows([{**identity, **record} for record in outcome.records]))
-    summary = _frame([_rows(summary_rows)], ident + list(SUMMARY_COLUMNS))
+def summary_frame(experiment: Experiment, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The summary table of a run's trials' summary rows: byte and count columns as nullable integers."""
+    ident = list(IDENTITY) + [p.name for p in experiment.params]
+    summary = pd.DataFrame(rows)
+    for column in ident + list(SUMMARY_COLUMNS):
+        if column not in summary:
+            summary[column] = pd.Series(dtype="float64")
+    summary = summary[ident + list(SUMMARY_COLUMNS) + [c for c in summary.columns
+                                                       if c not in ident and c not in SUMMARY_COLUMNS]]
+    return normalize_summary(summary)
+
+
+def normalize_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Whole-number columns as nullable integers, as written and as read back."""
     for column in summary.columns:
-        if column in GC_SUMMARY_COLUMNS or (column.endswith(("_bytes", "_final", "_peak", "_completed"))
-                                            and column not in ("peak_measured_over_expected",)):
+        if column in GC_SUMMARY_COLUMNS or column.startswith("gc_threshold_") or (
+                column.endswith(("_bytes", "_final", "_peak", "_completed"))
+                and column not in ("peak_measured_over_expected",)):
             if pd.api.types.is_numeric_dtype(summary[column]) or summary[column].isna().all():
                 summary[column] = pd.to_numeric(summary[column]).round().astype("Int64")
-    return {
-        "samples": _frame(sample_frames, ident + list(SAMPLE_COLUMNS)),
-        "gc_events": _frame(gc_frames, ident + list(GC_COLUMNS)),
-        "timeline": _frame(timeline_frames, ident + list(TIMELINE_COLUMNS)),
-        "records": _frame(record_frames, ident + ["iteration"]),
-        "summary": summary,
-    }
+    return summary
 
 
-def summarize(experiment: Experiment, outcome: TrialOutcome, samples: pd.DataFrame | None = None,
-              events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    samples = outcome.samples() if samples is None else samples
+def normalize_samples(samples: pd.DataFrame) -> pd.DataFrame:
+    """Counts and bytes of a sample table as nullable integers, as written and as read back."""
+    for column in samples.columns:
+        if column in INTEGER_SAMPLE_COLUMNS and (pd.api.types.is_numeric_dtype(samples[column])
+                                                  or samples[column].isna().all()):
+            samples[column] = pd.to_numeric(samples[column]).round().astype("Int64")
+    return samples
+
+
+def trial_stats(outcome: TrialOutcome, chunk_rows: int = 1 << 20) -> SampleStats:
+    """A trial's summary figures from its rows and timeline (for one trial; a
+    run gathers them while it writes its tables, harness.table_writer)."""
+    stats = SampleStats()
+    for chunk in outcome.sample_chunks(chunk_rows):
+        stats.add(chunk)
+    stats.finish(outcome.result.get("gc_at_end") if "gc" in outcome.probes else None)
+    for points in outcome.timeline_chunks():
+        stats.add_timeline(points)
+    return stats
+
+
+def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats | None = None) -> dict[str, Any]:
+    stats = trial_stats(outcome) if stats is None else stats
     row: dict[str, Any] = {"status": outcome.status, "error": outcome.error,
                            "python": outcome.start.get("python")}
     thresholds = list(outcome.start.get("gc_thresholds") or [None] * 3)
     for g in range(3):
         row[f"gc_threshold_gen{g}"] = thresholds[g] if g < len(thresholds) else None
 
-    def column(name: str) -> pd.Series:
-        if name in samples:
-            return pd.to_numeric(samples[name], errors="coerce").dropna()
-        return pd.Series(dtype="float64")
-
-    ends = samples[samples["phase"] == "end"] if "phase" in samples else samples
-    row["iterations_completed"] = len(ends)
-    numpy_now, numpy_peak = column("numpy_bytes"), column("numpy_bytes_peak")
-    row["numpy_bytes_final"] = _int_or_none(numpy_now.iloc[-1]) if len(numpy_now) else None
-    peaks = pd.concat([numpy_now, numpy_peak])
-    row["numpy_bytes_peak"] = _int_or_none(peaks.max()) if len(peaks) else None
-    end_bytes = pd.to_numeric(ends.get("numpy_bytes", pd.Series(dtype="float64")), errors="coerce").dropna()
+    row["iterations_completed"] = stats.ends
+    row["numpy_bytes_final"] = _int_or_none(stats.last.get("numpy_bytes"))
+    row["numpy_bytes_peak"] = _int_or_none(stats.numpy_peak)
     row["bytes_per_iteration"] = (
-        (end_bytes.iloc[-1] - end_bytes.iloc[0]) / (len(end_bytes) - 1) if len(end_bytes) >= 2 else None
+        (stats.last_end_bytes - stats.first_end_bytes) / (stats.end_bytes_readings - 1)
+        if stats.end_bytes_readings >= 2 else None
     )
-    rss = column("rss_bytes")
-    timeline_rss = pd.Series([p["rss_bytes"] for p in outcome.timeline], dtype="float64")
-    row["rss_final_bytes"] = _int_or_none(rss.iloc[-1]) if len(rss) else None
-    all_rss = pd.concat([rss, timeline_rss])
-    row["rss_peak_bytes"] = _int_or_none(all_rss.max()) if len(all_rss) else None
-    row["sampled_rss_peak_bytes"] = _int_or_none(timeline_rss.max()) if len(timeline_rss) else None
+    row["rss_final_bytes"] = _int_or_none(stats.last.get("rss_bytes"))
+    peaks = [p for p in (stats.rss_peak, stats.timeline_rss_peak) if p is not None]
+    row["rss_peak_bytes"] = _int_or_none(max(peaks)) if peaks else None
+    row["sampled_rss_peak_bytes"] = _int_or_none(stats.timeline_rss_peak)
 
     # GC figures only where the gc probe read the collector; otherwise empty, not 0.
-    measured_gc = ("gc" in outcome.probes and "gc_total_collections_gen0" in samples and len(samples) > 0
-                   and not samples["gc_total_collections_gen0"].isna().any())
-    if measured_gc:
-        events = gc_events(samples, outcome.result.get("gc_at_end")) if events is None else events
+    if "gc" in outcome.probes and stats.gc_measured:
+        sums = stats.gc_sums
         for g in range(3):
-            row[f"gc_collections_gen{g}"] = sum(e["collections"] for e in events if e["generation"] == g)
-        row["gc_collections"] = sum(e["collections"] for e in events)
-        row["gc_collected_objects"] = sum(e["collected"] for e in events)
-        row["gc_uncollectable"] = sum(e["uncollectable"] for e in events)
+            row[f"gc_collections_gen{g}"] = sums["collections"][g]
+        row["gc_collections"] = sum(sums["collections"])
+        row["gc_collected_objects"] = sums["collected"]
+        row["gc_uncollectable"] = sums["uncollectable"]
     else:
         for name in GC_SUMMARY_COLUMNS:
             row[name] = None
     for name in ("live_variables", "live_functions"):
-        values = column(name)
-        row[f"{name}_final"] = _int_or_none(values.iloc[-1]) if len(values) else None
+        row[f"{name}_final"] = _int_or_none(stats.last.get(name))
     observer = outcome.result.get("observer") or {}
     if outcome.result and observer.get("gc_state"):  # without the collector's state, not known
         row["observer_neutral"] = (not observer.get("probes_not_neutral")

@@ -44,6 +44,7 @@ from harness.probes.sampled import run_sampled
 from harness.probes.sampler import Sampler, sample_columns
 
 SAMPLED_INTERVAL_S = 0.005
+TIMELINE_BATCH = 10_000  # memory_profiler's points per event line
 
 
 @dataclass
@@ -195,7 +196,8 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
     try:
         if SAMPLED in probe_names and not blind:
             timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S)
-            log.emit("timeline", points=timeline)
+            for at in range(0, len(timeline), TIMELINE_BATCH):  # lines the parent reads one at a time
+                log.emit("timeline", points=timeline[at:at + TIMELINE_BATCH])
         else:
             seconds = workload()
     finally:
@@ -243,15 +245,22 @@ def _probe_overhead(spec: TrialSpec, engine: Any) -> dict[str, float]:
     return overhead
 
 
-def run_trial(spec: TrialSpec, log: EventLog) -> dict[str, Any]:
+def overhead_reruns(probes: int) -> int:
+    """Workload runs `--overhead` adds to a trial with this many probes."""
+    return OVERHEAD_ROUNDS * (2 + probes)
+
+
+def run_trial(spec: TrialSpec, log: EventLog) -> None:
+    """The measured workload, its `result` logged at once (so a timeout in the
+    --overhead re-runs that follow loses nothing measured), then those re-runs."""
     engine = get_variant(spec.variant).load()
     log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0],
              implementation=sys.implementation.name)
     result = _run_workload(spec, engine, spec.probes, log, sample_file(spec.events_path),
                            phase_file(spec.events_path), blind=spec.blind)
+    log.emit("result", **result)
     if spec.measure_overhead:
-        result.update(_probe_overhead(spec, engine))
-    return result
+        log.emit("overhead", **_probe_overhead(spec, engine))
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -284,7 +293,7 @@ def main() -> int:
     with open(spec.events_path, "a", encoding="utf-8") as stream:
         log = EventLog(stream)
         try:
-            result = run_trial(spec, log)
+            run_trial(spec, log)
         except BaseException as error:  # recorded, then reported by exit status
             log.emit(
                 "error",
@@ -292,7 +301,6 @@ def main() -> int:
                 traceback=traceback.format_exc(),
             )
             return 1
-        log.emit("result", **result)
     return 0
 
 

@@ -312,8 +312,8 @@ def test_a_signal_after_every_trial_finished_leaves_the_run_complete(tmp_path: P
 
     real = runner.run_trials
 
-    def then_a_signal(specs, config, progress, interruption=None):
-        outcomes = real(specs, config, progress, interruption)
+    def then_a_signal(specs, config, progress, interruption=None, finished=lambda spec, outcome: None):
+        outcomes = real(specs, config, progress, interruption, finished)
         interruption.stop(signal.SIGTERM)  # as if it came while the tables were written
         return outcomes
 
@@ -392,3 +392,87 @@ def test_verify_observer_with_an_output_directory_named_like_a_log(tmp_path: Pat
                       plots=False, progress=False, probes=["tracemalloc", "gc"], verify_observer=True)
     assert run.meta["status"] == "ok"
     assert list(run.path.glob("trials/*-blind.jsonl"))
+
+
+# --- the last low items: a trial's time, a silent exit, Ctrl-C at once ------------------------
+
+def counting_engine(directory: Path, name: str, fault: str, on_call: int) -> str:
+    """Our engine, but `square` does `fault` on its n-th call."""
+    path = directory / f"{name}.py"
+    path.write_text(textwrap.dedent(f"""\
+        import os, time
+        from engine import Config, Function, Variable
+        from engine import square as _square
+
+        calls = 0
+
+        def square(x):
+            global calls
+            calls += 1
+            if calls == {on_call}:
+                {fault}
+            return _square(x)
+        """), encoding="utf-8")
+    return f"file:{path}"
+
+
+def test_the_timeout_counts_the_overhead_re_runs_as_workload_runs() -> None:
+    from harness.runner import RunConfig, trial_timeout
+    from harness.trial import OVERHEAD_ROUNDS
+
+    assert trial_timeout(RunConfig("exp17", timeout_s=2.0), probes=1) == 2.0
+    # the measured run and, per round, a bare run, one with every probe and one per probe
+    assert trial_timeout(RunConfig("exp17", timeout_s=2.0, measure_overhead=True), probes=1) == \
+        2.0 * (1 + OVERHEAD_ROUNDS * 3)
+
+
+def test_a_timeout_in_the_overhead_re_runs_keeps_the_measurement(tmp_path: Path) -> None:
+    from harness.runner import execute_trial
+    from harness.trial import TrialSpec
+
+    # exp17 with 10 iterations of depth 3 squares 30 times a run: the 100th
+    # call is in the third re-run, after the measured run.
+    variant = counting_engine(tmp_path, "slow_later", "time.sleep(600)", on_call=100)
+    from harness.registry import get_experiment
+
+    params = {**get_experiment("exp17").defaults(), "iterations": 10}
+    spec = TrialSpec(0, "exp17", variant, params, 0, 0, ["tracemalloc"], str(tmp_path / "0.jsonl"),
+                     measure_overhead=True)
+    outcome = execute_trial(spec, 8.0, {})
+    assert (outcome.status, outcome.error) == ("ok", "")
+    assert outcome.result["samples"] == 11 and len(outcome.samples()) == 11  # the start and ten iterations
+    assert outcome.result["overhead_not_measured"] == "the --overhead re-runs exceeded the trial's 8 s"
+    assert "overhead_all_probes" not in outcome.result
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_trial_that_ends_its_own_process_is_named_so(tmp_path: Path, status: int) -> None:
+    variant = counting_engine(tmp_path, "exits", f"os._exit({status})", on_call=3)
+    done = cli("run", "exp17", "--variant", variant, "--no-plots", "--out", str(tmp_path / "out"), cwd=tmp_path,
+               timeout=120)  # every default probe: memory_profiler's helper runs beside it
+    assert done.returncode == 1, done.stderr
+    assert (f"failed: the trial process exited with status {status} before the workload finished, recording "
+            "no error: the workload or engine ended it (os._exit, or a crash in native code)") in done.stdout
+
+
+def test_ctrl_c_as_the_run_starts_leaves_a_run_recorded_as_interrupted(tmp_path: Path) -> None:
+    """The signal lands while the run directory is new and meta.json is being written."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", "exp17", "--out", str(out)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not (out / "exp17").is_dir() or not any((out / "exp17").iterdir()):
+        assert time.monotonic() < deadline and process.poll() is None, "the run never made its directory"
+    process.send_signal(signal.SIGINT)  # at once: before its first trial, likely before meta.json
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    (run,) = (out / "exp17").iterdir()
+    from harness.results import read_meta
+
+    meta = read_meta(run)
+    assert meta["status"] == "interrupted" and meta["interrupted_by"] == "SIGINT"
+    assert "Traceback" not in stderr

@@ -22,7 +22,7 @@ import mmap
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from harness.probes.base import Probe, TrialState
 
@@ -165,18 +165,38 @@ class Sampler:
             self._phase_fd = -1
 
 
-def read_samples(path: Path, columns: Sequence[str]) -> "Any":
-    """The whole rows of a sample file as a float64 array of shape (rows, columns)."""
+def iter_samples(path: Path, columns: Sequence[str], chunk_rows: int) -> "Iterator[Any]":
+    """The whole rows of a sample file, `chunk_rows` at a time, as float64
+    arrays of shape (rows, columns - 1): the marker column is dropped. Rows
+    are whole up to the first that is not (a kill mid-row, or sparse space
+    after the last row); reading stops there."""
     import numpy as np
 
+    if not path.exists():
+        return
     width = len(columns)
-    data = np.fromfile(path, dtype=np.float64) if path.exists() else np.empty(0)
-    data = data[: len(data) // width * width].reshape(-1, width)
-    whole = data[:, -1] == np.arange(1, len(data) + 1)
-    # Rows are whole up to the first that is not (a kill mid-row, or sparse
-    # space after the last row).
-    stop = len(data) if whole.all() else int(np.argmin(whole))
-    return data[:stop, :-1]
+    with open(path, "rb") as stream:
+        expected = 1
+        while True:
+            data = np.fromfile(stream, dtype=np.float64, count=chunk_rows * width)
+            data = data[: len(data) // width * width].reshape(-1, width)
+            if not len(data):
+                return
+            whole = data[:, -1] == np.arange(expected, expected + len(data))
+            stop = len(data) if whole.all() else int(np.argmin(whole))
+            if stop:
+                yield data[:stop, :-1]
+            if stop < len(data) or len(data) < chunk_rows:
+                return
+            expected += stop
+
+
+def read_samples(path: Path, columns: Sequence[str]) -> "Any":
+    """The whole rows of a sample file as one float64 array of shape (rows, columns - 1)."""
+    import numpy as np
+
+    chunks = list(iter_samples(path, columns, 1 << 20))
+    return np.concatenate(chunks) if chunks else np.empty((0, len(columns) - 1))
 
 
 def read_phases(path: Path) -> list[str]:
@@ -186,4 +206,4 @@ def read_phases(path: Path) -> list[str]:
     return names or list(FIRST_PHASES)
 
 
-__all__ = ["FIXED_COLUMNS", "Sampler", "read_phases", "read_samples", "sample_columns"]
+__all__ = ["FIXED_COLUMNS", "Sampler", "iter_samples", "read_phases", "read_samples", "sample_columns"]
