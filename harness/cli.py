@@ -93,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("baseline", type=Path)
     compare.add_argument("current", type=Path)
     compare.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
+
+    explain = commands.add_parser(
+        "explain", help="what an engine does to memory, and why: ownership, grads, the cycle, a picture",
+        parents=[debug])
+    explain.add_argument("variant", help="a built-in variant, file:PATH.py or module:NAME")
+    explain.add_argument("--json", action="store_true", help="the findings as JSON")
+    explain.add_argument("--out", type=Path, default=Path("results") / "explain",
+                         help="where the picture goes (PNG, SVG and DOT; default: results/explain)")
+    explain.add_argument("--no-picture", action="store_true", help="draw no picture")
     return parser
 
 
@@ -247,6 +256,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if checks and all(c.passed for c in checks) and not failed_trials else 1
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from harness.explain import explain
+
+    print(explain(args.variant, None if args.no_picture else args.out, as_json=args.json))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.compare import compare_runs
 
@@ -263,6 +279,8 @@ def _dispatch(argv: list[str]) -> int:
         return cmd_show(args)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "explain":
+        return cmd_explain(args)
     return cmd_compare(args)
 
 
