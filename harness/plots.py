@@ -1,4 +1,6 @@
-"""Plots of a run, drawn with matplotlib's Agg backend (no display needed).
+"""Plots of a run, built as matplotlib `Figure`s directly: no pyplot, no
+backend chosen (a notebook's own `%matplotlib inline` and `plt.show()` keep
+working after a run), no display needed; PNGs are rendered by Agg on save.
 
 memory.png   numpy-domain bytes (top) and RSS growth since the trial's start
              (bottom) at each sample, a line
@@ -22,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from harness.experiment import Experiment  # noqa: E402
+from harness.experiment import Experiment
 
 MB = 1e6
 GC_MARKERS = {0: "v", 1: "s", 2: "D"}
@@ -50,10 +49,11 @@ def _label(row: pd.Series | dict[str, Any], swept: list[str]) -> str:
 
 
 def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.DataFrame) -> Figure:
-    fig, (ax_numpy, ax_rss) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
+    fig = Figure(figsize=(10, 7.5))
+    ax_numpy, ax_rss = fig.subplots(2, 1, sharex=True)
     swept = _swept(experiment, samples)
     samples = samples.assign(line=samples.apply(lambda r: _label(r, swept), axis=1))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     color_of = {label: colors[n % len(colors)] for n, label in enumerate(dict.fromkeys(samples["line"]))}
     marked_generations: set[int] = set()
     for (label, repeat), trial in samples.groupby(["line", "repeat"], sort=False):
@@ -98,7 +98,8 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
 
 
 def summary_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
     swept = _swept(experiment, summary)
     rows = summary[summary["repeat"] == 0] if "repeat" in summary else summary
     labels = [_label(row, swept) for _, row in rows.iterrows()]
@@ -145,11 +146,12 @@ def sweep_figure(experiment: Experiment, summary: pd.DataFrame) -> Figure:
     swept = _numeric_swept(experiment, rows)
     along = max(swept, key=lambda name: rows[name].nunique())
     others = [name for name in _swept(experiment, rows) if name != along]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     variant_color = {v: colors[n % len(colors)] for n, v in enumerate(dict.fromkeys(rows["variant"]))}
     other_values = list(dict.fromkeys(rows[others].itertuples(index=False, name=None))) if others else [()]
     markers = ["o", "s", "^", "D", "v", "P", "X"]
-    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(15, 4.8))
+    fig = Figure(figsize=(15, 4.8))
+    axes = fig.subplots(1, len(SWEEP_PANELS))
     for ax, (metric, ylabel, log_y) in zip(axes, SWEEP_PANELS):
         for (variant, *values), line in rows.groupby(["variant", *others], sort=False):
             line = line.sort_values(along)
@@ -175,7 +177,8 @@ def census_figure(experiment: Experiment, records: pd.DataFrame) -> Figure:
     """Objects of each type a workload's census counted, a bar per variant."""
     rows = records[records["repeat"] == 0] if "repeat" in records else records
     table = rows.pivot_table(index="object_type", columns="variant", values="count", aggfunc="sum", sort=False)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(table.columns))
     for n, variant in enumerate(table.columns):
         positions = [i + (n - (len(table.columns) - 1) / 2) * width for i in range(len(table))]
@@ -230,7 +233,6 @@ def write_plots(run_dir: Path, experiment: Experiment, tables: dict[str, pd.Data
     for name, fig in figures(experiment, tables, footer).items():
         png = io.BytesIO()
         fig.savefig(png, dpi=110, format="png")
-        plt.close(fig)
         path = run_dir / f"{name}.png"
         write_atomic(path, png.getvalue())  # no half-written PNG, and no temporary left on a full disk
         written.append(path)

@@ -96,3 +96,29 @@ def test_an_experiment_sweeps_its_default_values_unless_the_user_sets_them() -> 
     assert [p["size"] for p in plan.param_sets] == [100, 1_000, 10_000, 100_000]
     plan = make_plan(RunConfig("exp17_sweep", params={"size": [500]}))
     assert [p["size"] for p in plan.param_sets] == [500]
+
+
+def test_a_run_and_its_figures_leave_the_users_matplotlib_as_it_was(tmp_path) -> None:
+    """No `matplotlib.use`: a notebook's backend and its own figures survive a run."""
+    code = f"""
+import matplotlib
+matplotlib.use("svg")  # a backend the harness would never pick
+import matplotlib.pyplot as plt
+plt.figure()
+plt.plot([1, 2, 3])
+before = (matplotlib.get_backend(), dict(matplotlib.rcParams), plt.get_fignums())
+import harness
+run = harness.run("exp17", variants=["weakref"], params={{"iterations": 3}}, out={str(tmp_path)!r},
+                  probes=["tracemalloc"], progress=False)
+assert (run.path / "memory.png").stat().st_size > 0
+run.figures()
+after = (matplotlib.get_backend(), dict(matplotlib.rcParams), plt.get_fignums())
+assert after == before, (before[0], after[0], before[2], after[2])
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
