@@ -52,6 +52,7 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
     fig = Figure(figsize=(10, 7.5))
     ax_numpy, ax_rss = fig.subplots(2, 1, sharex=True)
     swept = _swept(experiment, samples)
+    decimated = samples.attrs.get("decimated") or {}  # trial -> (rows, rows drawn): see harness.table_writer
     samples = samples.assign(line=samples.apply(lambda r: _label(r, swept), axis=1))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     color_of = {label: colors[n % len(colors)] for n, label in enumerate(dict.fromkeys(samples["line"]))}
@@ -93,6 +94,11 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
     ax_numpy.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left")
     ax_numpy.grid(alpha=0.3)
     ax_rss.grid(alpha=0.3)
+    if decimated:
+        rows, drawn = max(decimated.values())
+        ax_numpy.text(0.99, 0.02, f"{len(decimated)} trial(s) drawn from an envelope: the lowest and highest reading "
+                      f"of each run of points ({drawn:,} of {rows:,} sample points for the longest)",
+                      transform=ax_numpy.transAxes, ha="right", va="bottom", fontsize=7, color="0.3")
     fig.tight_layout()
     return fig
 
