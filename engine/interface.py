@@ -113,3 +113,37 @@ class DezeroStyleEngine:
         finally:
             for key, value in saved.items():
                 setattr(config, key, value)
+
+
+class ProvidedEngine:
+    """A plugin's own engine (`ENGINE = ...` or `def engine()` in the file),
+    for engines without the DeZero names (micrograd's `Value`). It needs
+    `variable(ndarray)` and the ops a workload calls; the rest has defaults:
+    no type to count (`variable_type`, `function_type` None), numpy visible,
+    backward through `y.backward()`, `grad(x)` as `x.grad`, no settings."""
+
+    def __init__(self, engine: Any, name: str) -> None:
+        self._engine = engine
+        self.name = name
+        self.variable_type = getattr(engine, "variable_type", None)
+        self.function_type = getattr(engine, "function_type", None)
+        self.numpy_visible = getattr(engine, "numpy_visible", True)
+        self.can_backward = getattr(engine, "can_backward", True)
+        for op in OP_NAMES:
+            setattr(self, op, getattr(engine, op, None) or _missing_op(name, op))
+
+    def variable(self, array: np.ndarray) -> Any:
+        return self._engine.variable(array)
+
+    def backward(self, y: Any, retain_grad: bool = False) -> None:
+        if hasattr(self._engine, "backward"):
+            self._engine.backward(y, retain_grad=retain_grad)
+        else:
+            y.backward()
+
+    def grad(self, x: Any) -> np.ndarray | None:
+        return self._engine.grad(x) if hasattr(self._engine, "grad") else getattr(x, "grad", None)
+
+    def configured(self) -> ContextManager[None]:
+        configured = getattr(self._engine, "configured", None)
+        return configured() if configured is not None else contextlib.nullcontext()

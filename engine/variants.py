@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.adapters import dezero_official, plugin, torch_engine
-from engine.interface import DezeroStyleEngine, EngineAPI
+from engine.interface import DezeroStyleEngine, EngineAPI, ProvidedEngine
 
 
 class UnknownVariantError(ValueError):
@@ -152,27 +152,68 @@ for _variant in (
     register(_variant)
 
 
+# The variants this package defines; any other name in the registry was
+# registered by the user, in a process a trial does not share.
+BUILT_IN = frozenset(_REGISTRY)
+
+
+def user_registered(name: str) -> bool:
+    return name in _REGISTRY and name not in BUILT_IN
+
+
+def pickled(name: str) -> str:
+    """A user-registered variant, pickled by value (cloudpickle: its `load`
+    may be a notebook's function) for a trial's fresh process."""
+    import base64
+
+    import cloudpickle
+
+    return base64.b64encode(cloudpickle.dumps(_REGISTRY[name])).decode("ascii")
+
+
+def register_pickled(text: str) -> Variant:
+    """In a trial: the variant the run's process registered (see `pickled`)."""
+    import base64
+    import pickle
+
+    variant = pickle.loads(base64.b64decode(text))  # from the run's own process, over the trial's stdin
+    register(variant)
+    return variant
+
+
 def plugin_variant(name: str) -> Variant:
-    """The variant for `file:PATH.py` or `module:NAME`. Its engine is imported
+    """The variant for `file:PATH.py` or `module:NAME`, with Config settings in
+    brackets if given (`file:step18.py[no_grad]`). Its engine is imported
     only by `load()`, in the trial's own process; `check_plugin` imports it
     in a child process first, so a bad file is reported before any trial
-    starts and nothing its top-level code does happens to the caller."""
-    where = name.split(":", 1)[1]
+    starts and nothing its top-level code does happens to the caller. A
+    plugin that provides its own engine (`ENGINE = ...` or `def engine()`)
+    is used as it is; otherwise its DeZero names are adapted."""
+    try:
+        base, settings = plugin.split_settings(name)
+    except plugin.PluginError as error:
+        raise BadPluginError(str(error)) from None
+    where = base.split(":", 1)[1]
 
     def load() -> EngineAPI:
         try:
             module = plugin.load_plugin(name)
         except plugin.PluginError as error:
             raise BadPluginError(str(error)) from None
-        return DezeroStyleEngine(module, name)
+        own = plugin.provided_engine(module)
+        if own is not None:
+            return ProvidedEngine(own, name)
+        return DezeroStyleEngine(module, name, settings, can_backward=settings.get("enable_backprop") is not False)
 
-    return Variant(name, "user engine", f"DeZero names from {where}", load)
+    said = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return Variant(name, "user engine", f"DeZero names from {where}" + (f" with {said}" if said else ""), load)
 
 
-def check_plugin(name: str) -> None:
-    """Raise BadPluginError (one line) if the plugin `name` cannot be used."""
+def check_plugin(name: str) -> dict:
+    """Raise BadPluginError (one line) if the plugin `name` cannot be used;
+    else what the check found of it (`ops`, `provides_engine`, `has_function`)."""
     try:
-        plugin.check_in_child(name)
+        return plugin.check_in_child(name)
     except plugin.PluginError as error:
         raise BadPluginError(str(error)) from None
 

@@ -52,7 +52,7 @@ from harness.experiment import (
     Params,
     Workbench,
 )
-from harness.model import CYCLIC, GRAPH_OWNERSHIP, REFCOUNTED, chain_bytes, strongref_graph_containers
+from harness.model import CONTAINERS_PER_OP, CYCLIC, GRAPH_OWNERSHIP, REFCOUNTED, chain_bytes, graph_containers
 
 # Types reported even when none were found, so weakref's zeros are rows too.
 CENSUS_TYPES = ("Variable", "Function", "list", "dict", "StrongRef", "weakref", "ndarray")
@@ -109,7 +109,7 @@ def found_objects(variant: str, p: Params) -> int | None:
     """GC-tracked objects the census collection finds."""
     ownership = GRAPH_OWNERSHIP.get(variant)
     if ownership == CYCLIC:
-        return p.iterations * strongref_graph_containers(p.depth)
+        return p.iterations * graph_containers(p)
     if ownership == REFCOUNTED:
         return 0
     return None
@@ -130,7 +130,9 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
     if found is None:
         return []
     if GRAPH_OWNERSHIP[variant] == CYCLIC:
-        what = "the collector finds every graph: 5 containers per op and a leaf Variable, per iteration"
+        per_op, fixed = (p.get("graph_containers_per_op", CONTAINERS_PER_OP), p.get("graph_containers_fixed", 1))
+        what = (f"the collector finds every graph: {per_op} containers per op and {fixed} per graph "
+                f"(the leaf's), per iteration")
         held = "with the collector off every graph is held until the census"
     else:
         what = "weakref graphs are no cycles: the collector finds nothing"

@@ -60,7 +60,7 @@ from harness.model import (
     chain_bytes,
     gen0_threshold,
     graphs_per_collection,
-    strongref_graph_containers,
+    graph_containers,
 )
 
 PEAK_PROPORTIONALITY_TOLERANCE = 0.05
@@ -69,7 +69,7 @@ PEAK_PROPORTIONALITY_TOLERANCE = 0.05
 def no_collection_possible(p: Params) -> bool:
     """gen-0's count cannot pass the threshold: the graphs' containers and the
     loop's own (harness.model.LOOP_CONTAINERS_MARGIN) stay below it."""
-    return p.iterations * strongref_graph_containers(p.depth) + LOOP_CONTAINERS_MARGIN < gen0_threshold(p)
+    return p.iterations * graph_containers(p) + LOOP_CONTAINERS_MARGIN < gen0_threshold(p)
 
 
 def expected(variant: str, p: Params) -> Expected:
@@ -92,10 +92,10 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
         every_graph = p.iterations * chain_bytes(p.size, p.depth, p.dtype)
         checks = [Expectation(
             f"strongref's peak: at least the graphs built before the first collection "
-            f"(floor({gen0_threshold(p)} / {strongref_graph_containers(p.depth)}) - 1), at most every graph",
+            f"(floor({gen0_threshold(p)} / {graph_containers(p)}) - 1), at most every graph",
             "numpy_bytes_peak", "between", (strongref_peak_floor(p), every_graph),
         )]
-        if p.iterations * strongref_graph_containers(p.depth) >= 2 * gen0_threshold(p):
+        if p.iterations * graph_containers(p) >= 2 * gen0_threshold(p):
             checks.append(Expectation(
                 "twice the gen-0 threshold in containers is allocated: the collector ran",
                 "gc_collections", ">=", 1,

@@ -168,6 +168,7 @@ EXPERIMENT = Experiment(
     ),
     expected=expected,
     expectations=expectations,
+    ops=lambda p: frozenset({p.op}),
     probes=("tracemalloc", "rss", "gc", "census"),
     comparisons=(
         Ordering(

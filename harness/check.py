@@ -22,7 +22,10 @@ import pandas as pd
 from harness.errors import UsageError
 from harness.experiment import Expectation, Experiment, Ordering, Params, Ref, Trend
 
-THRESHOLD_COLUMNS = ("gc_threshold_gen0", "gc_threshold_gen1", "gc_threshold_gen2")
+# The trial's own GC thresholds and, for an inferred model, its engine's
+# containers per graph: recorded at run time, passed to the models.
+THRESHOLD_COLUMNS = ("gc_threshold_gen0", "gc_threshold_gen1", "gc_threshold_gen2",
+                     "graph_containers_per_op", "graph_containers_fixed")
 RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, "==": operator.eq, ">=": operator.ge, ">": operator.gt,
 }

@@ -211,7 +211,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     _print_table(summary, _summary_columns(summary, [p.name for p in experiment.params]))
     for failure in result.meta.get("failed_trials", []):
         print(f"trial {failure['trial']} {failure['variant']} {failure['status']}: {failure['error']}")
-    _print_checks(result.checks)
+    _print_checks(result.checks, summary)
     print(f"status: {result.meta['status']}")
     print(result.path)
     if result.interrupted_by is not None:
@@ -219,11 +219,20 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if result.ok else EXIT_FAILED
 
 
-def _print_checks(checks: list) -> None:
+def _print_checks(checks: list, summary) -> None:
+    """The checks, and the trials no model judges: the same lines after `run` and from `check`."""
     if checks:
         print(f"checks: {sum(c.passed for c in checks)} passed, {sum(not c.passed for c in checks)} failed")
         for check in checks:
             print("  " + check.line())
+    else:
+        print("no expectation applies to this run's trials (measured, not checked)")
+    if "model_variant" in summary and "status" in summary:
+        unjudged = summary[(summary["status"] == "ok") & summary["model_variant"].isna()]
+        if len(unjudged):
+            reasons = sorted({str(r) for r in unjudged.get("model_reason", []) if isinstance(r, str) and r})
+            print(f"not judged: {len(unjudged)} trial(s) with no model ({', '.join(sorted(set(unjudged['variant'])))})"
+                  + (f": {'; '.join(reasons)}" if reasons else ""))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -247,13 +256,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir)
     experiment = get_experiment(run.meta["experiment"])
     checks = stored_observer_results(run.path) + check_summary(experiment, run.summary)
-    _print_checks(checks)
-    if not checks:
-        print("no expectation applies to this run's trials")
+    _print_checks(checks, run.summary)
     failed_trials = run.meta.get("status") != "ok"
     if failed_trials:
         print(f"run status: {run.meta.get('status')}")
-    return 0 if checks and all(c.passed for c in checks) and not failed_trials else 1
+    # The verdict `run` gave: the run complete and no check failed (trials no model judges fail nothing).
+    return 0 if all(c.passed for c in checks) and not failed_trials else 1
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

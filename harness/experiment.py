@@ -221,6 +221,9 @@ class Experiment:
     # Statements comparing trials of one run (harness.check.Ordering, Trend),
     # e.g. "with the GC on, strongref's peak is above weakref's".
     comparisons: tuple[Any, ...] = ()
+    # The engine ops a trial with these parameters calls: a user's engine that
+    # lacks one is refused at plan time, not failed half-way.
+    ops: Callable[[Params], frozenset[str]] = field(default=lambda p: frozenset({"square"}))
 
     def param(self, name: str) -> Param:
         for param in self.params:

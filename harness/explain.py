@@ -42,8 +42,11 @@ def examine(variant: str, timeout_s: float = 300) -> dict[str, Any]:
     except UnknownVariantError as error:
         raise UsageError(str(error)) from None
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "harness.graph_anatomy", variant], capture_output=True, text=True,
-                          env=env, timeout=timeout_s)
+    from engine.variants import pickled, user_registered
+
+    shipped = pickled(variant) if user_registered(variant) else None  # registered here: the child must learn it
+    done = subprocess.run([sys.executable, "-m", "harness.graph_anatomy", variant, *(["--pickled"] if shipped else [])],
+                          input=shipped or "", capture_output=True, text=True, env=env, timeout=timeout_s)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise UsageError(f"explaining {variant!r} failed: {lines[-1] if lines else f'exit status {done.returncode}'}")

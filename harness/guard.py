@@ -238,11 +238,13 @@ def sample_rows(experiment: Experiment, p: Params) -> int:
 
 
 def trial_need(experiment: Experiment, variant: str, params: Params,
-               thresholds: Sequence[int] | None = None) -> TrialNeed:
+               thresholds: Sequence[int] | None = None, model_variant: str | None = None) -> TrialNeed:
+    """`model_variant`: the model chosen for the variant at plan time (harness.inference), if any."""
     p = Params(params)
-    model = experiment.expected_for(variant, p)
+    modelled = model_variant or modelled_as(variant)
+    model = experiment.expected(modelled, p)
     peak, basis = model.numpy_bytes_peak, "model"
-    cyclic = GRAPH_OWNERSHIP.get(modelled_as(variant)) == CYCLIC
+    cyclic = GRAPH_OWNERSHIP.get(modelled) == CYCLIC
     if (peak is not None and model.bound and cyclic and p.get("gc") == "on"
             and "iterations" in p and "depth" in p):
         # The bound is every graph built: `iterations` graphs of peak / iterations bytes.
@@ -259,10 +261,13 @@ def trial_need(experiment: Experiment, variant: str, params: Params,
 
 
 def trial_needs(experiment: Experiment, variants: list[str], param_sets: list[Params],
-                copies: int = 1, thresholds: Sequence[int] | None = None) -> list[TrialNeed]:
+                copies: int = 1, thresholds: Sequence[int] | None = None,
+                models: dict[str, str | None] | None = None) -> list[TrialNeed]:
     """One need per trial the run starts: `copies` per variant and parameters
     (the repeats, twice that with --verify-observer's blind twins)."""
-    needs = [trial_need(experiment, variant, params, thresholds) for params in param_sets for variant in variants]
+    models = models or {}
+    needs = [trial_need(experiment, variant, params, thresholds, models.get(variant))
+             for params in param_sets for variant in variants]
     return [need for need in needs for _ in range(max(1, int(copies)))]
 
 

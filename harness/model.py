@@ -89,6 +89,15 @@ def strongref_graph_containers(depth: int) -> int:
     return CONTAINERS_PER_OP * depth + 1
 
 
+def graph_containers(p: Mapping[str, Any]) -> int:
+    """GC containers one cyclic chain of `p.depth` ops leaves: the engine's own
+    count where its model was inferred (harness.inference), else ours."""
+    per_op, fixed = p.get("graph_containers_per_op"), p.get("graph_containers_fixed")
+    if per_op is not None and fixed is not None:
+        return int(per_op) * int(p["depth"]) + int(fixed)
+    return strongref_graph_containers(int(p["depth"]))
+
+
 def gen0_threshold(p: Mapping[str, Any]) -> int:
     """Gen-0's threshold in the trial the parameters belong to (700 on CPython
     3.11 and 3.12, 2000 on 3.13), else this interpreter's."""

@@ -35,10 +35,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from engine.adapters.plugin import is_plugin
-from engine.variants import UnknownVariantError, check_plugin, get_variant
+from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered
 from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
 from harness.guard import GuardReport, check_memory, trial_needs
+from harness.inference import INFERRED, choose_all
 from harness.meta import PROJECT_ROOT, collect_metadata
 from harness.probes import PROBE_NAMES, sample_columns_for
 from harness.probes.sampler import read_phases
@@ -92,6 +93,7 @@ class Plan:
         """The trials of the plan (and, with verify_observer, their blind twins after them)."""
         specs = []
         combos = itertools.product(self.param_sets, self.variants, range(self.config.repeats))
+        shipped = {v: pickled(v) for v in self.variants if user_registered(v)}  # trials are fresh processes
         for n, (params, variant, repeat) in enumerate(combos):
             label = "".join(c if c.isalnum() or c in "-_" else "_" for c in variant)[:40]
             specs.append(
@@ -108,6 +110,7 @@ class Plan:
                     malloc_trim=self.config.malloc_trim,
                     memory_limit_bytes=memory_limit_bytes,
                     parent_pid=os.getpid(),
+                    variant_pickle=shipped.get(variant),
                 )
             )
         if self.config.verify_observer:
@@ -140,11 +143,12 @@ def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[
 def make_plan(config: RunConfig) -> Plan:
     experiment = get_experiment(config.experiment)
     variants = list(config.variants) or list(experiment.variants)
+    offered: dict[str, set[str]] = {}  # a user's engine: the ops it has
     for name in variants:
         try:
             variant = get_variant(name)
             if is_plugin(name):
-                check_plugin(name)
+                offered[name] = set(check_plugin(name).get("ops", ()))
         except UnknownVariantError as error:
             raise UsageError(str(error)) from None
         if not variant.available():
@@ -185,6 +189,14 @@ def make_plan(config: RunConfig) -> Plan:
                          "(fewer repeats or parameter values)")
     names = list(values)
     param_sets = [Params(zip(names, combo)) for combo in itertools.product(*values.values())]
+    for name, ops in offered.items():
+        for params in param_sets:
+            missing = sorted(experiment.ops(params) - ops)
+            if missing:
+                raise UsageError(
+                    f"variant {name!r} has no {', '.join(missing)}, which {experiment.name} needs"
+                    + (f" (op={params['op']})" if "op" in params else "")
+                    + f"; it offers {', '.join(sorted(ops)) or 'no op'}")
     return Plan(experiment, variants, param_sets, probes, config)
 
 
@@ -447,9 +459,10 @@ class RunResult:
         return self.meta["status"] == "ok" and all(check.passed for check in self.checks)
 
 
-def guard_memory(plan: Plan) -> GuardReport:
+def guard_memory(plan: Plan, models: dict[str, Any] | None = None) -> GuardReport:
     copies = plan.config.repeats * (2 if plan.config.verify_observer else 1)  # repeats, blind twins
-    needs = trial_needs(plan.experiment, plan.variants, plan.param_sets, copies=copies)
+    needs = trial_needs(plan.experiment, plan.variants, plan.param_sets, copies=copies,
+                        models={v: c.variant for v, c in (models or {}).items()})
     return check_memory(needs, plan.config.jobs, plan.config.force)
 
 
@@ -463,12 +476,19 @@ def run_experiment(
     from harness.results import new_run_dir, write_json
 
     plan = make_plan(config)
-    guard = guard_memory(plan)  # refuses before anything is written
+    # The model each variant's trials are judged by; a user's engine is examined now (harness.inference).
+    models = choose_all(plan.variants)
+    guard = guard_memory(plan, models)  # refuses before anything is written
     if guard.without_estimate:
         notify(f"memory guard: the model makes no estimate for {', '.join(guard.without_estimate)}; "
                "those trials are not checked")
     if guard.memory_limit_bytes is not None:
         notify(f"memory guard: forced; each trial runs under a {guard.memory_limit_bytes:,} byte address-space limit")
+    for variant, choice in models.items():
+        if choice.source == INFERRED:
+            notify(f"{variant}: judged by {choice.variant}'s model, inferred by explain: {choice.reason}")
+        elif choice.source is None and is_plugin(variant):
+            notify(f"{variant}: no model ({choice.reason}); its trials are measured, not checked")
     # From the moment the run directory exists a signal is the run's to handle:
     # a Ctrl-C while meta.json is being written leaves a run recorded as
     # interrupted, not a directory without one. A second signal while the
@@ -478,6 +498,7 @@ def run_experiment(
         run_dir = new_run_dir(Path(config.out), plan.experiment.name)
         meta = start_meta(plan, run_dir)
         meta["memory_guard"] = guard.as_meta()
+        meta["models"] = {variant: choice.columns() for variant, choice in models.items()}
         try:
             write_json(run_dir / "meta.json", meta)
         except OSError as error:  # a full disk before anything ran: leave no empty run directory
@@ -489,7 +510,7 @@ def run_experiment(
             advance, close = progress_bar(len(specs), plan.experiment.name)
         else:
             advance, close = (lambda outcome: None), (lambda: None)
-        writer = RunTableWriter(run_dir, plan.experiment, plan.probes)
+        writer = RunTableWriter(run_dir, plan.experiment, plan.probes, models=models)
 
         def write(spec: TrialSpec, outcome: TrialOutcome) -> None:
             if not spec.blind:  # a blind twin read nothing to tabulate

@@ -151,8 +151,10 @@ class RunTableWriter:
     """Writes a run's trials into its tables one trial at a time; see the module docstring."""
 
     def __init__(self, run_dir: Path, experiment: Experiment, probes: list[str],
-                 chunk_rows: int | None = None, parquet: bool | None = None) -> None:
+                 chunk_rows: int | None = None, parquet: bool | None = None,
+                 models: dict[str, Any] | None = None) -> None:
         self.run_dir, self.experiment = Path(run_dir), experiment
+        self.models = dict(models or {})  # variant -> harness.inference.ModelChoice
         self.chunk_rows = chunk_rows or CHUNK_ROWS
         self.summary_rows: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
@@ -213,7 +215,7 @@ class RunTableWriter:
             stats.add_timeline(points)
             self._write("timeline", pd.DataFrame([{**identity, **p} for p in points]))
         self.records += [{**identity, **record} for record in outcome.records]
-        row = {**identity, **summarize(self.experiment, outcome, stats)}
+        row = {**identity, **summarize(self.experiment, outcome, stats, self.models.get(outcome.variant))}
         self.summary_rows.append(row)
         return row
 

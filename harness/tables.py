@@ -24,13 +24,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from harness.experiment import Experiment, Params
-from harness.model import model_source
+
+if TYPE_CHECKING:
+    from harness.inference import ModelChoice
 
 IDENTITY = ("experiment", "variant", "repeat", "trial")
 SAMPLE_COLUMNS = (
@@ -72,7 +74,12 @@ SUMMARY_COLUMNS = {
                             "calling PyTraceMalloc_Track itself): the numpy_bytes figures include them",
     "model_variant": "the built-in variant whose model judged the trial (recorded at run time, so reading "
                      "a run never imports an engine); empty: no model",
-    "model_source": "where that model came from: built-in, declared (Variant.model_as), or empty",
+    "model_source": "where that model came from: built-in, declared (Variant.model_as), inferred by explain "
+                    "(a user's engine, examined at plan time), or empty",
+    "model_reason": "why that model: the engine's behaviour as explain observed it, or why there is none",
+    "graph_containers_per_op": "for an inferred cyclic model: GC containers a collection frees per op of a "
+                               "dropped graph, as measured for this engine (ours: 5)",
+    "graph_containers_fixed": "and per graph beyond its ops (ours: 1, the leaf Variable)",
     "expected_numpy_bytes_final": "the analytic model's prediction of the bytes held at the end",
     "expected_numpy_bytes_peak": "the analytic model's prediction of the peak",
     "bound_numpy_bytes_final": "an upper bound on the bytes held at the end, where the model predicts no value "
@@ -303,12 +310,16 @@ def _int_or_none(value: Any) -> int | None:
     return int(value)
 
 
-def trial_params(outcome: TrialOutcome) -> Params:
-    """The trial's parameters and the GC thresholds it ran with, for its model."""
+def trial_params(outcome: TrialOutcome, choice: "ModelChoice | None" = None) -> Params:
+    """The trial's parameters, the GC thresholds it ran with and, for an engine
+    whose model was inferred, its own containers per graph: what its model uses."""
     params = Params(outcome.params)
     thresholds = outcome.start.get("gc_thresholds") or []
     for g, threshold in enumerate(thresholds[:3]):
         params[f"gc_threshold_gen{g}"] = threshold
+    if choice is not None and choice.containers:
+        params["graph_containers_per_op"] = choice.containers["per_op"]
+        params["graph_containers_fixed"] = choice.containers["fixed"]
     return params
 
 
@@ -356,7 +367,14 @@ def trial_stats(outcome: TrialOutcome, chunk_rows: int = 1 << 20) -> SampleStats
     return stats
 
 
-def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats | None = None) -> dict[str, Any]:
+def _never_examine(variant: str) -> dict[str, Any]:
+    raise LookupError(variant)
+
+
+def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats | None = None,
+              choice: "ModelChoice | None" = None) -> dict[str, Any]:
+    """A trial's summary row; `choice` is the model that judges it (harness.inference:
+    chosen at plan time; without one, only a built-in or declared model applies)."""
     stats = trial_stats(outcome) if stats is None else stats
     row: dict[str, Any] = {"status": outcome.status, "error": outcome.error,
                            "python": outcome.start.get("python")}
@@ -399,10 +417,13 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     foreign = outcome.result.get("foreign_tracemalloc_domains")
     row["foreign_traced_bytes"] = sum(foreign.values()) if foreign else (0 if outcome.result else None)
 
-    model_variant, source = model_source(outcome.variant)
-    row["model_variant"] = model_variant if source else None
-    row["model_source"] = source
-    model = experiment.expected(model_variant, trial_params(outcome))
+    if choice is None:
+        from harness.inference import choose
+
+        choice = choose(outcome.variant, examine=_never_examine)
+    row.update(choice.columns())
+    params = trial_params(outcome, choice)
+    model = experiment.expected(choice.variant or outcome.variant, params)
     if model.bound:
         row["expected_numpy_bytes_final"] = row["expected_numpy_bytes_peak"] = None
         row["bound_numpy_bytes_final"] = model.numpy_bytes_final

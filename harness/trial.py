@@ -33,7 +33,7 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
-from engine.variants import get_variant
+from engine.variants import get_variant, register_pickled
 from harness.experiment import Params, Workbench
 from harness.guard import sample_rows
 from harness.probes import SAMPLE_PROBES, SAMPLED, TrialState
@@ -62,6 +62,7 @@ class TrialSpec:
     malloc_trim: bool = False
     memory_limit_bytes: int | None = None  # RLIMIT_AS for a forced run
     parent_pid: int | None = None  # the run's process, which this trial must not outlive
+    variant_pickle: str | None = None  # a variant the user registered in the run's process (engine.variants.pickled)
 
 
 class EventLog:
@@ -253,6 +254,8 @@ def overhead_reruns(probes: int) -> int:
 def run_trial(spec: TrialSpec, log: EventLog) -> None:
     """The measured workload, its `result` logged at once (so a timeout in the
     --overhead re-runs that follow loses nothing measured), then those re-runs."""
+    if spec.variant_pickle is not None:
+        register_pickled(spec.variant_pickle)
     engine = get_variant(spec.variant).load()
     log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0],
              implementation=sys.implementation.name)

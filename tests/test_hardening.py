@@ -52,7 +52,8 @@ def test_check_and_load_never_import_a_variant_named_in_the_run(tmp_path: Path, 
         assert "PASS" in checked.stdout and len(checks) == 2 and all(c.passed for c in checks)
     else:  # no model known without importing the engine: nothing judged, and it says so
         assert checks == []
-        assert checked.returncode == 1 and "no expectation applies" in checked.stdout
+        assert "no expectation applies" in checked.stdout
+        assert checked.returncode == 0  # as `run` said of it: nothing failed
 
 
 # --- every way a trial can end ends it -------------------------------------------------------

@@ -20,7 +20,9 @@ import hashlib
 import importlib
 import importlib.util
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +33,11 @@ from types import ModuleType
 
 FILE_PREFIX = "file:"
 MODULE_PREFIX = "module:"
-REQUIRED_NAMES = ("Variable", "square")
+REQUIRED_NAMES = ("Variable",)  # and the ops a chosen experiment uses: checked at plan time
+OP_NAMES = ("square", "exp", "add", "mul", "sub", "neg")
+# `file:step18.py[no_grad]`, `module:pkg.engine[enable_backprop=False]`: Config settings in force in its trials.
+_SETTINGS = re.compile(r"^(?P<base>.*)\[(?P<settings>[^\[\]]*)\]$")
+SETTING_SHORTHANDS = {"no_grad": {"enable_backprop": False}}
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -44,22 +50,77 @@ def is_plugin(name: str) -> bool:
     return name.startswith((FILE_PREFIX, MODULE_PREFIX))
 
 
+def split_settings(name: str) -> tuple[str, dict[str, object]]:
+    """`file:x.py[no_grad]` -> (`file:x.py`, {"enable_backprop": False}); without brackets, no settings."""
+    match = _SETTINGS.match(name)
+    if match is None:
+        return name, {}
+    settings: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in match["settings"].split(","))):
+        if item in SETTING_SHORTHANDS:
+            settings.update(SETTING_SHORTHANDS[item])
+            continue
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise PluginError(f"variant {name!r}: a setting is NAME=VALUE (a Config attribute) or no_grad; "
+                              f"got {item!r}")
+        settings[key.strip()] = _setting_value(text.strip())
+    return match["base"], settings
+
+
+def _setting_value(text: str) -> object:
+    if text in ("True", "true"):
+        return True
+    if text in ("False", "false"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def load_plugin(name: str) -> ModuleType:
-    """Import the engine `name` (`file:...` or `module:...`) once per process and check it."""
-    if name not in _loaded:
-        if name.startswith(FILE_PREFIX):
-            module = _import_file(name, name[len(FILE_PREFIX):])
+    """Import the engine `name` (`file:...` or `module:...`, settings aside) once per process and check it."""
+    base, settings = split_settings(name)
+    if base not in _loaded:
+        if base.startswith(FILE_PREFIX):
+            module = _import_file(base, base[len(FILE_PREFIX):])
         else:
-            module = _import_module(name, name[len(MODULE_PREFIX):])
-        _check_names(name, module)
-        _loaded[name] = module
-    return _loaded[name]
+            module = _import_module(base, base[len(MODULE_PREFIX):])
+        _check_names(base, module)
+        _loaded[base] = module
+    module = _loaded[base]
+    config = getattr(module, "Config", None)
+    for key in settings:
+        if config is None or not hasattr(config, key):
+            raise PluginError(f"variant {name!r}: the engine has no Config.{key} to set"
+                              + ("" if config is not None else " (it defines no Config)"))
+    return module
 
 
-def check_in_child(name: str, timeout_s: float = 120) -> None:
+def provided_engine(module: ModuleType) -> object | None:
+    """The engine a plugin provides itself (`ENGINE = ...` or `def engine(): ...`), if it does."""
+    if hasattr(module, "ENGINE"):
+        return module.ENGINE
+    factory = getattr(module, "engine", None)
+    if callable(factory) and not isinstance(factory, ModuleType):
+        return factory()
+    return None
+
+
+def ops_of(module: ModuleType) -> list[str]:
+    """The ops a plugin offers, by its DeZero names or its own engine's."""
+    source = provided_engine(module) or module
+    return [op for op in OP_NAMES if callable(getattr(source, op, None))]
+
+
+def check_in_child(name: str, timeout_s: float = 120) -> dict[str, object]:
     """Import and check the plugin in a process of its own, so what its
     top-level code does (exit, fork, start processes, hang) cannot happen to
-    the caller; raise PluginError with the child's one line if it fails. The
+    the caller; raise PluginError with the child's one line if it fails, else
+    return what it found (`ops`: the ops the engine offers). The
     child's whole session is killed when it is done. Its output goes to
     files, not pipes: a process the plugin starts would hold a pipe open."""
     root = str(Path(__file__).resolve().parents[2])
@@ -79,8 +140,8 @@ def check_in_child(name: str, timeout_s: float = 120) -> None:
         err.seek(0)
         lines = [line for line in out.read().splitlines() if line.strip()]
         said = err.read().strip()
-    if child.returncode == 0 and lines and lines[-1] == _CHECKED:
-        return
+    if child.returncode == 0 and lines and lines[-1].startswith(_CHECKED):
+        return json.loads(lines[-1][len(_CHECKED):])
     reason = next((line for line in reversed(lines) if line.startswith("variant ")), None)
     if reason is None:
         last = said.splitlines()[-1] if said else ""
@@ -94,11 +155,13 @@ _CHECKED = "plugin checked"
 
 def _main(name: str) -> int:
     try:
-        load_plugin(name)
+        module = load_plugin(name)
+        found = {"ops": ops_of(module), "provides_engine": provided_engine(module) is not None,
+                 "has_function": hasattr(module, "Function")}
     except PluginError as error:
         print(error, flush=True)
         return 2
-    print(_CHECKED, flush=True)
+    print(_CHECKED + " " + json.dumps(found), flush=True)
     return 0
 
 
@@ -110,8 +173,13 @@ def _import_file(name: str, text: str) -> ModuleType:
         raise PluginError(f"variant {name!r}: no such file: {path}")
     if path.suffix != ".py":
         raise PluginError(f"variant {name!r}: {path.name} is not a Python file (.py)")
-    # A module name per path, so two files named alike do not replace each other.
-    module_name = f"memlab_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    # Its own name, as `python path/to/step16.py`'s helpers would import it
+    # (`import step16` then finds this module, not a second copy); a name
+    # already taken by another module gets one made unique by the path.
+    module_name = path.stem
+    taken = sys.modules.get(module_name)
+    if not module_name.isidentifier() or (taken is not None and getattr(taken, "__file__", None) != str(path)):
+        module_name = f"memlab_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
@@ -161,11 +229,13 @@ def _where(error: BaseException, path: Path | None = None) -> str:
 
 
 def _check_names(name: str, module: ModuleType) -> None:
+    if hasattr(module, "ENGINE") or callable(getattr(module, "engine", None)):
+        return  # it provides its own engine: its names are its own
     missing = [n for n in REQUIRED_NAMES if not hasattr(module, n)]
     if missing:
         raise PluginError(
             f"variant {name!r}: the engine does not define {', '.join(missing)} "
-            f"(it needs the DeZero names {', '.join(REQUIRED_NAMES)}, ...)"
+            f"(it needs the DeZero names {', '.join(REQUIRED_NAMES)}, square, ..., or an ENGINE of its own)"
         )
     if not isinstance(module.Variable, type):
         raise PluginError(f"variant {name!r}: Variable is a {type(module.Variable).__name__}, not a class")

@@ -1,0 +1,5 @@
+import learner_engine
+
+
+def engine_variable():
+    return learner_engine.Variable

@@ -1,0 +1,93 @@
+"""Real engines plug in as they are: a file imports under its own name, an
+op the workload does not use is not required, Config settings are chosen on
+the command line, a variant registered in the caller's process runs in the
+trials, and an engine without DeZero names brings its own EngineAPI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import harness
+from harness.inference import INFERRED
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINES = Path(__file__).resolve().parent / "engines"
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def small(experiment: str, variant: str, tmp_path: Path, **params) -> harness.Run:
+    return harness.run(experiment, variants=[variant], params=params, out=tmp_path, probes=["tracemalloc", "gc"],
+                       plots=False, progress=False)
+
+
+def test_a_file_imports_under_its_own_name_so_its_helpers_share_it(tmp_path: Path) -> None:
+    code = ("from engine.adapters.plugin import load_plugin\n"
+            f"module = load_plugin('file:{ENGINES / 'selfimport' / 'learner_engine.py'}')\n"
+            "print(module.__name__, module.ONE_COPY)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stdout.split() == ["learner_engine", "True"], done.stderr
+    run = small("exp17", f"file:{ENGINES / 'selfimport' / 'learner_engine.py'}", tmp_path, iterations=3)
+    assert run.summary.loc[0, "status"] == "ok"
+
+
+def test_an_op_the_workload_does_not_use_is_not_required(tmp_path: Path) -> None:
+    step20 = f"file:{ENGINES / 'book_step20.py'}"
+    refused = cli("run", "exp17", "--variant", step20, "--out", str(tmp_path), cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr == (f"harness: error: variant {step20!r} has no square, which exp17 needs; "
+                              "it offers add, mul\n")
+    assert not (tmp_path / "exp17").exists()
+    run = small("exp18_retain_grad", step20, tmp_path, op="add")
+    checks = run.checks()
+    assert run.summary.loc[0, "model_source"] == INFERRED and checks and all(c.passed for c in checks)
+
+
+def test_config_settings_are_chosen_on_the_command_line(tmp_path: Path) -> None:
+    step18 = f"file:{ENGINES / 'book_step18.py'}"
+    done = cli("run", "exp18_no_grad", "--variant", f"{step18}[no_grad]", "--probe", "tracemalloc", "--no-plots",
+               "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = harness.load(next((tmp_path / "exp18_no_grad").iterdir()))
+    assert run.summary.loc[0, "model_variant"] == "no_grad"  # the file as itself, with backprop off
+    assert all(c.passed for c in run.checks()) and run.checks()
+    for bad, said in ((f"{step18}[foo=1]", "the engine has no Config.foo to set"),
+                      (f"{step18}[a b]", "a setting is NAME=VALUE (a Config attribute) or no_grad; got 'a b'")):
+        refused = cli("run", "exp17", "--variant", bad, "--out", str(tmp_path), cwd=tmp_path)
+        assert refused.returncode == 2 and refused.stderr == f"harness: error: variant {bad!r}: {said}\n"
+
+
+def test_a_variant_registered_in_the_callers_process_runs_in_the_trials(tmp_path: Path) -> None:
+    from engine.interface import DezeroStyleEngine
+    from engine.variants import _REGISTRY, Variant, register
+
+    def by_hand():  # a notebook's loader: pickled by value for the trials
+        import engine
+
+        return DezeroStyleEngine(engine, "step16_by_hand", {"weak_outputs": False, "free_intermediate_grads": False})
+
+    register(Variant("step16_by_hand", "a notebook", "step 16 by hand", load=by_hand))
+    try:
+        run = small("exp17", "step16_by_hand", tmp_path, iterations=10, gc="off")
+    finally:
+        _REGISTRY.pop("step16_by_hand")
+    row = run.summary.loc[0]
+    assert (row["status"], row["numpy_bytes_final"]) == ("ok", 3_200_000)  # every graph held
+    assert (row["model_source"], row["model_variant"]) == (INFERRED, "strongref")
+    assert all(c.passed for c in run.checks())
+
+
+def test_an_engine_without_dezero_names_brings_its_own(tmp_path: Path) -> None:
+    micrograd = f"file:{ENGINES / 'micrograd_engine.py'}"
+    run = small("exp16", micrograd, tmp_path, iterations=10)
+    row = run.summary.loc[0]
+    assert (row["model_source"], row["model_variant"]) == (INFERRED, "strongref")
+    assert row["gc_collected_objects"] == 10 * (7 * 3 + 3)  # its own containers per graph
+    checks = run.checks()
+    assert checks and all(c.passed for c in checks), [c.line() for c in checks]
