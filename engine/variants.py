@@ -30,7 +30,12 @@ class UnknownVariantError(ValueError):
 
 
 class BadPluginError(UnknownVariantError):
-    """A `file:` or `module:` variant that cannot be used (missing, fails to import, lacks a name)."""
+    """A `file:` or `module:` variant that cannot be used (missing, fails to import, lacks a name);
+    `detail`: the import's traceback, where there was one."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ def check_plugin(name: str) -> dict:
     try:
         return plugin.check_in_child(name)
     except plugin.PluginError as error:
-        raise BadPluginError(str(error)) from None
+        raise BadPluginError(str(error), error.detail) from None
 
 
 def variant_names() -> list[str]:

@@ -301,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except UsageError as error:
         if debug:
+            if error.detail:  # e.g. the traceback of a plugin's import, in its own process
+                print(error.detail, file=sys.stderr)
             raise
         print(f"harness: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,7 +6,12 @@ from typing import Any
 
 class UsageError(ValueError):
     """Bad input: an unknown name, a malformed or out-of-range value. The
-    message says what was wrong and what is allowed."""
+    message says what was wrong and what is allowed; `detail`, when set (a
+    plugin's import traceback), is shown with --debug."""
+
+    def __init__(self, message: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ResultsNotWritten(OSError):

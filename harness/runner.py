@@ -88,6 +88,7 @@ class Plan:
     param_sets: list[Params]
     probes: list[str]
     config: RunConfig
+    notes: list[str] = field(default_factory=list)
 
     def specs(self, run_dir: Path, memory_limit_bytes: int | None = None) -> list[TrialSpec]:
         """The trials of the plan (and, with verify_observer, their blind twins after them)."""
@@ -144,13 +145,17 @@ def make_plan(config: RunConfig) -> Plan:
     experiment = get_experiment(config.experiment)
     variants = list(config.variants) or list(experiment.variants)
     offered: dict[str, set[str]] = {}  # a user's engine: the ops it has
+    notes: list[str] = []  # said before the run starts
     for name in variants:
         try:
             variant = get_variant(name)
             if is_plugin(name):
-                offered[name] = set(check_plugin(name).get("ops", ()))
+                found = check_plugin(name)
+                offered[name] = set(found.get("ops", ()))
+                if not found.get("has_function") and not found.get("provides_engine"):
+                    notes.append(f"variant {name!r} defines no Function: its live_functions figures stay empty")
         except UnknownVariantError as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(str(error), getattr(error, "detail", "")) from None
         if not variant.available():
             raise UsageError(f"variant {name!r} is not installed: {variant.install_hint}")
     if len(set(variants)) != len(variants):
@@ -197,7 +202,7 @@ def make_plan(config: RunConfig) -> Plan:
                     f"variant {name!r} has no {', '.join(missing)}, which {experiment.name} needs"
                     + (f" (op={params['op']})" if "op" in params else "")
                     + f"; it offers {', '.join(sorted(ops)) or 'no op'}")
-    return Plan(experiment, variants, param_sets, probes, config)
+    return Plan(experiment, variants, param_sets, probes, config, notes)
 
 
 def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
@@ -476,6 +481,8 @@ def run_experiment(
     from harness.results import new_run_dir, write_json
 
     plan = make_plan(config)
+    for note in plan.notes:
+        notify(note)
     # The model each variant's trials are judged by; a user's engine is examined now (harness.inference).
     models = choose_all(plan.variants)
     guard = guard_memory(plan, models)  # refuses before anything is written

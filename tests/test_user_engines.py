@@ -91,3 +91,40 @@ def test_an_engine_without_dezero_names_brings_its_own(tmp_path: Path) -> None:
     assert row["gc_collected_objects"] == 10 * (7 * 3 + 3)  # its own containers per graph
     checks = run.checks()
     assert checks and all(c.passed for c in checks), [c.line() for c in checks]
+
+
+def test_census_and_gc_figures_stay_right_for_an_engine_built_on_abc(tmp_path: Path) -> None:
+    """isinstance() on an ABC fills abc's caches: the census must not make the
+    collector run (gc=off: no collection) nor move it (gc=on: the blind twin agrees)."""
+    abc_engine = f"file:{ENGINES / 'abc_step16.py'}"
+    off = harness.run("exp17", variants=[abc_engine], params={"gc": "off", "iterations": 30}, out=tmp_path / "off",
+                      probes=["tracemalloc", "gc", "census"], plots=False, progress=False)
+    row = off.summary.loc[0]
+    assert (row["gc_collections"], row["live_variables_final"]) == (0, 30 * 4)
+    assert row["model_variant"] == "strongref" and all(c.passed for c in off.checks())
+    on = harness.run("exp17", variants=[abc_engine], params={"iterations": 300}, out=tmp_path / "on",
+                     probes=["tracemalloc", "gc", "census"], plots=False, progress=False, verify_observer=True)
+    assert on.summary.loc[0, "gc_collections"] >= 1
+    assert on.checks() and all(c.passed for c in on.checks()), [c.line() for c in on.checks() if not c.passed]
+
+
+def test_an_import_error_names_the_user_s_line_what_it_wrote_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    engine = tmp_path / "npbad.py"
+    engine.write_text('import sys\nimport numpy as np\nprint("loading my engine", file=sys.stderr)\n\n'
+                      "x = np.float(1)\n", encoding="utf-8")
+    done = cli("run", "exp17", "--variant", f"file:{engine}", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"harness: error: variant 'file:{engine}': importing npbad.py failed: AttributeError: "
+                           "module 'numpy' has no attribute 'float'. (npbad.py, line 5); "
+                           "it wrote to stderr: loading my engine\n")
+    debug = cli("run", "exp17", "--variant", f"file:{engine}", "--out", str(tmp_path), "--debug", cwd=tmp_path)
+    assert f'File "{engine}", line 5, in <module>' in debug.stderr  # the import's own traceback
+
+
+def test_an_engine_without_function_is_warned_of(tmp_path: Path) -> None:
+    engine = tmp_path / "nofunc.py"
+    engine.write_text("from engine.core import Variable, square  # noqa: F401\n", encoding="utf-8")
+    done = cli("run", "exp17", "--variant", f"file:{engine}", "--probe", "tracemalloc", "--no-plots", "--out",
+               str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"variant 'file:{engine}' defines no Function: its live_functions figures stay empty" in done.stderr

@@ -1,11 +1,16 @@
 """A user's own engine as a variant: `file:path/to/engine.py` or `module:package.module`.
 
-The file or module must define the DeZero names a workload uses: at least
-`Variable` (a class whose constructor takes an ndarray) and `square`; the
-other ops (`exp`, `add`, `mul`, `sub`, `neg`) when a workload calls them,
-`Config` with `enable_backprop` for settings. That is what a notebook's step
-16-22 cells define, so those cells saved as a `.py` file work as they are:
-top-level code runs once on import, as it does in the notebook.
+The file or module must define the DeZero names a workload uses: `Variable`
+(a class whose constructor takes an ndarray) and the ops the chosen
+experiment calls (`square` for most; a run that needs an op the engine lacks
+is refused at plan time), `Config` for settings given in brackets
+(`file:step18.py[no_grad]`, `[enable_backprop=False]`). That is what a
+notebook's step 16-22 cells define, so those cells saved as a `.py` file
+work as they are: top-level code runs once on import, as it does in the
+notebook. An engine without those names brings its own `EngineAPI`
+(`ENGINE = ...` or `def engine(): ...`: see engine.interface.ProvidedEngine).
+A file is imported under its own name (`step16`), so a helper beside it that
+imports it by name gets the same module.
 
 A file is imported as a script would run: its directory first on `sys.path`,
 so it can import modules next to it. Whatever goes wrong -- no such file,
@@ -43,7 +48,12 @@ _loaded: dict[str, ModuleType] = {}
 
 
 class PluginError(ValueError):
-    """A plugin engine that cannot be used; the message is one line saying why."""
+    """A plugin engine that cannot be used; the message is one line saying why,
+    `detail` the import's traceback where there was one (shown with --debug)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def is_plugin(name: str) -> bool:
@@ -142,15 +152,20 @@ def check_in_child(name: str, timeout_s: float = 120) -> dict[str, object]:
         said = err.read().strip()
     if child.returncode == 0 and lines and lines[-1].startswith(_CHECKED):
         return json.loads(lines[-1][len(_CHECKED):])
+    said, _, detail = said.partition(_TRACEBACK)
+    said = said.strip()
     reason = next((line for line in reversed(lines) if line.startswith("variant ")), None)
     if reason is None:
         last = said.splitlines()[-1] if said else ""
-        reason = (f"variant {name!r}: importing it ended the process (exit status {child.returncode})"
-                  + (f": {last}" if last else ""))
-    raise PluginError(reason)
+        raise PluginError(f"variant {name!r}: importing it ended the process (exit status {child.returncode})"
+                          + (f": {last}" if last else ""), said)
+    if said:  # what the engine itself wrote to stderr while it was imported, on the same line
+        reason += f"; it wrote to stderr: {' | '.join(said.splitlines())[-300:]}"
+    raise PluginError(reason, detail.strip())
 
 
 _CHECKED = "plugin checked"
+_TRACEBACK = "--- the import's traceback ---"
 
 
 def _main(name: str) -> int:
@@ -160,6 +175,8 @@ def _main(name: str) -> int:
                  "has_function": hasattr(module, "Function")}
     except PluginError as error:
         print(error, flush=True)
+        if error.detail:
+            print(_TRACEBACK + "\n" + error.detail, file=sys.stderr, flush=True)
         return 2
     print(_CHECKED + " " + json.dumps(found), flush=True)
     return 0
@@ -190,7 +207,8 @@ def _import_file(name: str, text: str) -> ModuleType:
             spec.loader.exec_module(module)
     except (Exception, SystemExit) as error:
         sys.modules.pop(module_name, None)
-        raise PluginError(f"variant {name!r}: importing {path.name} failed: {_where(error, path)}") from None
+        raise PluginError(f"variant {name!r}: importing {path.name} failed: {_where(error, path)}",
+                          traceback.format_exc()) from None
     return module
 
 
@@ -203,9 +221,11 @@ def _import_module(name: str, module_name: str) -> ModuleType:
     except ModuleNotFoundError as error:
         if error.name and module_name.startswith(error.name):
             raise PluginError(f"variant {name!r}: no module named {error.name!r} on sys.path") from None
-        raise PluginError(f"variant {name!r}: importing {module_name} failed: {_where(error)}") from None
+        raise PluginError(f"variant {name!r}: importing {module_name} failed: {_where(error)}",
+                          traceback.format_exc()) from None
     except (Exception, SystemExit) as error:
-        raise PluginError(f"variant {name!r}: importing {module_name} failed: {_where(error)}") from None
+        raise PluginError(f"variant {name!r}: importing {module_name} failed: {_where(error)}",
+                          traceback.format_exc()) from None
 
 
 @contextlib.contextmanager
