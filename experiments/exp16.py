@@ -137,11 +137,15 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
     else:
         what = "weakref graphs are no cycles: the collector finds nothing"
         held = "weakref holds at most two graphs (the old one until y is rebound)"
+    dropped = model.numpy_bytes_peak if GRAPH_OWNERSHIP[variant] == CYCLIC else 0
     return [
         Expectation(what, "gc_collected_objects", "==", found),
         Expectation("one collection ran: the census's", "gc_collections", "==", 1),
         Expectation(held, "numpy_bytes_peak", "==", model.numpy_bytes_peak),
         Expectation("after the census nothing is held", "numpy_bytes_final", "==", 0),
+        Expectation("once the loop has returned, all it held is cycle debt" if dropped else
+                    "weakref graphs are no cycles: no cycle debt", "cycle_debt_peak_bytes", "==", dropped),
+        Expectation("the census collection paid the debt", "cycle_debt_final_bytes", "==", 0),
     ]
 
 

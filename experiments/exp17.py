@@ -94,15 +94,26 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
                 "every array byte held is a live Variable's data (census)",
                 "numpy_bytes_final", "==", Ref("live_variables_final", Fraction(array_bytes(p.size, p.dtype))),
             ),
+            # Whatever the collections left, all that is held is the graph y
+            # still uses and cycles nothing reaches (cycle_debt probe).
+            Expectation(
+                "everything held but the graph in use is cycle debt",
+                "numpy_bytes_final", "==", Ref("cycle_debt_final_bytes", offset=graph),
+            ),
         ]
     what = {
         CYCLIC: "strongref with the GC off holds every graph built",
         REFCOUNTED: f"{variant} holds one graph; the peak is two (the old one lives until y is rebound)",
         NO_GRAPH: "no_grad holds x and y; intermediates die as the forward runs",
     }[GRAPH_OWNERSHIP[variant]]
+    debt = (p.iterations - 1) * graph if GRAPH_OWNERSHIP[variant] == CYCLIC else 0
+    owed = ("every graph but the one in use is cycle debt: a collection would free it"
+            if debt else f"{variant} makes no cycles: no cycle debt")
     return [
         Expectation(what, "numpy_bytes_final", "==", model.numpy_bytes_final),
         Expectation(what, "numpy_bytes_peak", "==", model.numpy_bytes_peak),
+        Expectation(owed, "cycle_debt_final_bytes", "==", debt),
+        Expectation(owed, "cycle_debt_peak_bytes", "==", debt),
     ]
 
 

@@ -97,16 +97,17 @@ def _parse_int(name: str, text: str) -> int:
 @dataclass(frozen=True)
 class Ref:
     """An expected value read from another column of the same row, times `scale`
-    (a Fraction keeps e.g. bytes-per-Function exact)."""
+    (a Fraction keeps e.g. bytes-per-Function exact), plus `offset`."""
 
     column: str
     scale: Fraction = Fraction(1)
+    offset: int = 0  # added after scaling, e.g. the bytes of the one graph still in use
 
     def resolve(self, row: Mapping[str, Any]) -> Any:
         value = row.get(self.column)
         if _missing(value):
             return None
-        return Fraction(int(value)) * self.scale
+        return Fraction(int(value)) * self.scale + self.offset
 
 
 @dataclass(frozen=True)

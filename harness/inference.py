@@ -87,5 +87,13 @@ def choose(variant: str, examine: Callable[[str], dict[str, Any]] | None = None)
         return ModelChoice(None, None, f"explain could not examine it: {error}")
 
 
-def choose_all(variants: list[str]) -> dict[str, ModelChoice]:
-    return {variant: choose(variant) for variant in variants}
+# How long a run waits for explain to examine a user's engine before it
+# measures the engine without a model (an engine whose op hangs).
+EXAMINE_TIMEOUT_S = 60.0
+
+
+def choose_all(variants: list[str], timeout_s: float | None = None) -> dict[str, ModelChoice]:
+    from harness.explain import examine
+
+    limit = min(EXAMINE_TIMEOUT_S, timeout_s) if timeout_s else EXAMINE_TIMEOUT_S
+    return {variant: choose(variant, lambda name: examine(name, timeout_s=limit)) for variant in variants}

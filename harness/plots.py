@@ -2,7 +2,8 @@
 backend chosen (a notebook's own `%matplotlib inline` and `plt.show()` keep
 working after a run), no display needed; PNGs are rendered by Agg on save.
 
-memory.png   numpy-domain bytes (top) and RSS growth since the trial's start
+memory.png   numpy-domain bytes (top; dashed: the cycle debt, with the cycle_debt
+             probe) and RSS growth since the trial's start
              (bottom) at each sample, a line
              per variant (and per swept parameter value), GC collections
              marked on the line where they fell. strongref climbs in a
@@ -65,6 +66,12 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
         style = {"marker": ".", "color": color_of[label], "alpha": 1.0 if repeat == 0 else 0.35}
         if sees_numpy:
             ax_numpy.plot(trial["sample"], numpy_bytes / MB, label=line_label, **style)
+        debt = (pd.to_numeric(trial["cycle_debt_bytes"], errors="coerce").astype("float64")
+                if "cycle_debt_bytes" in trial else pd.Series(dtype="float64"))
+        if debt.notna().any():
+            # what a full collection would free at each point: the part of the line above it only cycles hold
+            ax_numpy.plot(trial["sample"], debt / MB, linestyle="--", color=color_of[label],
+                          alpha=style["alpha"], label=f"{label}: cycle debt" if repeat == 0 else None)
         if rss.notna().any():
             # Growth since the trial's own start: engines start from very
             # different interpreter footprints (PyTorch's is ~190 MB more).

@@ -484,7 +484,7 @@ def run_experiment(
     for note in plan.notes:
         notify(note)
     # The model each variant's trials are judged by; a user's engine is examined now (harness.inference).
-    models = choose_all(plan.variants)
+    models = choose_all(plan.variants, config.timeout_s)
     guard = guard_memory(plan, models)  # refuses before anything is written
     if guard.without_estimate:
         notify(f"memory guard: the model makes no estimate for {', '.join(guard.without_estimate)}; "

@@ -8,7 +8,9 @@ samples    one row per sample point: `sample` (0, 1, ... within the trial),
            iteration, or a workload's own point such as "backward"), `t_s`,
            `numpy_bytes`, `numpy_bytes_peak` (highest since the previous sample),
            `rss_bytes`, `live_variables`, `live_functions`, `gc_count_gen0..2`
-           (the collector's counts; and `uss_bytes` with the uss probe).
+           (the collector's counts; and `uss_bytes` with the uss probe,
+           `cycle_debt_bytes` with the cycle_debt probe: numpy bytes only
+           unreachable cycles hold, what a full collection would free now).
            Empty where a probe was off or cannot see.
 gc_events  one row per generation collected between two sample points:
            `iteration` and `phase` of the sample point that closed the interval
@@ -42,7 +44,8 @@ SAMPLE_COLUMNS = (
 )
 # Whole numbers that may be missing: nullable integers, so 3200000 stays
 # 3200000 (not 3200000.0) when another trial's cell is empty.
-INTEGER_SAMPLE_COLUMNS = ("numpy_bytes", "numpy_bytes_peak", "rss_bytes", "uss_bytes", "live_variables",
+INTEGER_SAMPLE_COLUMNS = ("numpy_bytes", "numpy_bytes_peak", "rss_bytes", "uss_bytes", "cycle_debt_bytes",
+                          "live_variables",
                            "live_functions", "gc_count_gen0", "gc_count_gen1", "gc_count_gen2")
 GC_COLUMNS = ("iteration", "phase", "generation", "collections", "collected", "uncollectable")
 TIMELINE_COLUMNS = ("t_s", "rss_bytes")
@@ -61,6 +64,9 @@ SUMMARY_COLUMNS = {
     "rss_final_bytes": "RSS at the last sample (noisy: the allocator keeps freed memory)",
     "rss_peak_bytes": "highest RSS seen by the rss probe or the sampled timeline (noisy)",
     "sampled_rss_peak_bytes": "highest RSS in memory_profiler's timeline (noisy; a 5 ms poll)",
+    "cycle_debt_final_bytes": "with the cycle_debt probe: numpy bytes held only by unreachable cycles at the "
+                              "last sample, what a full collection would free then (exact)",
+    "cycle_debt_peak_bytes": "the highest cycle debt at any sample point (exact)",
     "gc_collections": "collections during the workload, all generations (exact)",
     "gc_collections_gen0": "collections of generation 0 (exact)",
     "gc_collections_gen1": "collections of generation 1 (exact)",
@@ -217,6 +223,7 @@ class SampleStats:
         self.last_end_bytes: float | None = None
         self.end_bytes_readings = 0
         self.rss_peak: float | None = None
+        self.debt_peak: float | None = None
         self.timeline_rss_peak: float | None = None
         self.gc_measured: bool | None = None  # None: no row yet
         self.gc_sums = {"collections": [0, 0, 0], "collected": 0, "uncollectable": 0}
@@ -227,13 +234,14 @@ class SampleStats:
         if samples.empty:
             return []
         self.rows += len(samples)
-        for name in ("numpy_bytes", "rss_bytes", "live_variables", "live_functions"):
+        for name in ("numpy_bytes", "rss_bytes", "live_variables", "live_functions", "cycle_debt_bytes"):
             values = _numbers(samples, name)
             if len(values):
                 self.last[name] = values[-1]
         numpy_now, numpy_peak = _numbers(samples, "numpy_bytes"), _numbers(samples, "numpy_bytes_peak")
         self.numpy_peak = _max(self.numpy_peak, numpy_now, numpy_peak)
         self.rss_peak = _max(self.rss_peak, _numbers(samples, "rss_bytes"))
+        self.debt_peak = _max(self.debt_peak, _numbers(samples, "cycle_debt_bytes"))
         ends = samples[samples["phase"] == "end"] if "phase" in samples else samples
         self.ends += len(ends)
         end_bytes = _numbers(ends, "numpy_bytes")
@@ -393,6 +401,8 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     peaks = [p for p in (stats.rss_peak, stats.timeline_rss_peak) if p is not None]
     row["rss_peak_bytes"] = _int_or_none(max(peaks)) if peaks else None
     row["sampled_rss_peak_bytes"] = _int_or_none(stats.timeline_rss_peak)
+    row["cycle_debt_final_bytes"] = _int_or_none(stats.last.get("cycle_debt_bytes"))
+    row["cycle_debt_peak_bytes"] = _int_or_none(stats.debt_peak)
 
     # GC figures only where the gc probe read the collector; otherwise empty, not 0.
     if "gc" in outcome.probes and stats.gc_measured:

@@ -32,7 +32,7 @@ PROBE_SETS = {
     "gc alone": ["gc"],
     "all probes": ALL_PROBES,
     "uss and gc": ["uss", "gc"],
-    **{f"{name} with gc": [name, "gc"] for name in ("tracemalloc", "rss", "census", "sampled")},
+    **{f"{name} with gc": [name, "gc"] for name in ("tracemalloc", "rss", "census", "sampled", "cycle_debt")},
     # without the gc recorder there is no trace, only the end readings
     **{f"{name} alone": [name] for name in ("tracemalloc", "rss", "census")},
 }
@@ -174,6 +174,7 @@ def test_sample_points_allocate_no_container() -> None:
     code = textwrap.dedent(f"""
         import gc, sys
         sys.path.insert(0, {str(ROOT)!r})
+        import harness.trial  # all a trial imports: logging among them, whose at-fork hooks os.fork would run
         from harness.probes import SAMPLE_PROBES, TrialState
         from harness.probes.gc_state import locate
         from harness.probes.numpy_domain import NumpyDomainTracer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.probes.base import Probe, TrialState
 from harness.probes.census import CensusProbe
+from harness.probes.cycle_debt import CycleDebtProbe
 from harness.probes.gc_events import GcProbe
 from harness.probes.rss import RssProbe, UssProbe
 from harness.probes.tracemalloc_probe import TracemallocProbe
@@ -11,7 +12,7 @@ from harness.probes.tracemalloc_probe import TracemallocProbe
 # Probes that take part at sample points, in the order they sample:
 # tracemalloc first, so its per-interval peak closes before the others run.
 SAMPLE_PROBES: dict[str, type[Probe]] = {
-    probe.name: probe for probe in (TracemallocProbe, RssProbe, UssProbe, CensusProbe, GcProbe)
+    probe.name: probe for probe in (TracemallocProbe, RssProbe, UssProbe, CensusProbe, GcProbe, CycleDebtProbe)
 }
 # `sampled` wraps the whole workload instead (see harness.probes.sampled).
 SAMPLED = "sampled"
