@@ -116,6 +116,13 @@ def _official(name: str, can_backward: bool = True, **settings: object) -> Calla
     return load
 
 
+def _official_core(name: str) -> Callable[[], EngineAPI]:
+    def load() -> EngineAPI:
+        return DezeroStyleEngine(dezero_official.load_core(), name)
+
+    return load
+
+
 for _variant in (
     Variant(
         "torch",
@@ -140,6 +147,16 @@ for _variant in (
         "dezero/core_simple.py (steps 23-32): weakref outputs, backward frees intermediate "
         "grads unless retain_grad=True",
         _official("dezero_official"),
+        install_hint=dezero_official.INSTALL_HINT,
+        available=dezero_official.dezero_available,
+        model_as="retain_grad",
+    ),
+    Variant(
+        "dezero_official_core",
+        "official DeZero 0.0.13",
+        "dezero/core.py (steps 33-60, loaded without the package's failing __init__): grads are Variables, "
+        "weakref outputs, backward frees intermediate grads unless retain_grad=True",
+        _official_core("dezero_official_core"),
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
         model_as="retain_grad",

@@ -65,7 +65,7 @@ def _needs_inference(variant: str) -> bool:
 
     if is_plugin(variant):
         return True
-    external = {"torch", "torch_no_grad", "dezero_official", "dezero_official_no_grad"}
+    external = {"torch", "torch_no_grad", "dezero_official", "dezero_official_core", "dezero_official_no_grad"}
     # a variant registered by the user: ours are built in, the external engines declare or deliberately have none
     return variant not in external and any(v.name == variant for v in all_variants())
 

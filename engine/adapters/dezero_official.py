@@ -16,6 +16,16 @@ Two things the package's `__init__` or other modules would do are done here:
 `setup_variable()` installs the operators on Variable, and `square` and `exp`,
 which live in `dezero/functions.py` (not loadable, see above), are added as
 the book defines them for this core (steps 9-22), on the official `Function`.
+
+The full `dezero/core.py` (steps 33-60: grads as Variables, `create_graph`,
+`Parameter`, reshape/sum/matmul on Variable) is loaded too
+(`load_core`): a bare `dezero` package object takes the place of the
+failing `__init__` in `sys.modules` (its path set, its code not run), so
+`import dezero` in core.py finds it; then the submodules core.py reaches
+into -- `cuda`, `utils`, `functions` (and `functions_conv`, which it
+imports) -- are imported into it as the package's `__init__` would, leaving
+out `transforms` and `datasets`, the modules that fail. `square` is added
+as above (the official package has none); `exp` is the package's own.
 """
 from __future__ import annotations
 
@@ -79,3 +89,43 @@ def _add_book_functions(module: ModuleType) -> None:
     module.Square, module.Exp = Square, Exp
     module.square = lambda x: Square()(x)
     module.exp = lambda x: Exp()(x)
+
+
+@functools.cache
+def load_core() -> ModuleType:
+    """The official `dezero/core.py`, with the package's `functions` it needs,
+    without the package's `__init__` (see the module docstring)."""
+    import sys
+
+    path = core_simple_path()
+    if path is None:
+        raise ModuleNotFoundError(f"the official DeZero is not installed; {INSTALL_HINT}")
+    package = sys.modules.get("dezero")
+    if package is None:
+        package = ModuleType("dezero")
+        package.__path__ = [str(path.parent)]
+        package.__spec__ = importlib.util.spec_from_file_location("dezero", path.parent / "__init__.py",
+                                                                  submodule_search_locations=[str(path.parent)])
+        package.__version__ = "0.0.13"
+        sys.modules["dezero"] = package
+    core = importlib.import_module("dezero.core")
+    for name in ("Variable", "Parameter", "Function", "using_config", "no_grad", "test_mode", "as_array",
+                 "as_variable", "setup_variable", "Config"):
+        setattr(package, name, getattr(core, name))
+    for submodule in ("cuda", "utils", "functions"):
+        setattr(package, submodule, importlib.import_module(f"dezero.{submodule}"))
+    core.setup_variable()
+    functions = package.functions
+
+    class Square(core.Function):
+        def forward(self, x):
+            return x**2
+
+        def backward(self, gy):
+            x, = self.inputs
+            return 2 * x * gy
+
+    core.Square = Square
+    core.square = lambda x: Square()(x)
+    core.exp = functions.exp
+    return core
