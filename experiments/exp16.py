@@ -131,8 +131,8 @@ def expectations(variant: str, p: Params) -> list[Expectation]:
         return []
     if GRAPH_OWNERSHIP[variant] == CYCLIC:
         per_op, fixed = (p.get("graph_containers_per_op", CONTAINERS_PER_OP), p.get("graph_containers_fixed", 1))
-        what = (f"the collector finds every graph: {per_op} containers per op and {fixed} per graph "
-                f"(the leaf's), per iteration")
+        what = (f"the collector finds every graph: {per_op} containers per op and {fixed} more per graph "
+                f"(ours: the leaf Variable), per iteration")
         held = "with the collector off every graph is held until the census"
     else:
         what = "weakref graphs are no cycles: the collector finds nothing"
