@@ -167,12 +167,11 @@ class RunTableWriter:
         sample_columns = ident + list(SAMPLE_COLUMNS) + [c for c in measured if c not in SAMPLE_COLUMNS]
         self.sample_columns = sample_columns
         self._files: dict[str, Any] = {}
-        try:
-            self._files = {
-                "samples": TableFile(self.run_dir / "samples.csv", sample_columns),
-                "gc_events": TableFile(self.run_dir / "gc_events.csv", ident + list(GC_COLUMNS)),
-                "timeline": TableFile(self.run_dir / "timeline.csv", ident + list(TIMELINE_COLUMNS)),
-            }
+        tables = {"samples": sample_columns, "gc_events": ident + list(GC_COLUMNS),
+                  "timeline": ident + list(TIMELINE_COLUMNS)}
+        try:  # one by one, so a failure (a full disk) still discards those already made
+            for name, columns in tables.items():
+                self._files[name] = TableFile(self.run_dir / f"{name}.csv", columns)
             if parquet_available() if parquet is None else parquet:
                 self._files["samples.parquet"] = ParquetFile(self.run_dir / "samples.parquet", sample_columns)
         except OSError as error:

@@ -118,7 +118,7 @@ class TrialOutcome:
     samples_path: str | None = None  # the trial's sample file (harness.probes.sampler)
     sample_columns: list[str] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)  # None read from the log: see timeline_chunks
+    timeline: list[dict[str, Any]] = field(default_factory=list)  # points given here; a run's: timeline_chunks
     events_path: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
