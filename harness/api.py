@@ -34,6 +34,33 @@ class Run(StoredRun):
     def checks(self) -> list[CheckResult | ComparisonResult | Any]:
         return stored_observer_results(self.path) + check_summary(get_experiment(self.experiment), self.summary)
 
+    def _repr_html_(self) -> str:
+        """A notebook's view of the run: its status, the summary's main columns,
+        each check's verdict and the run's memory plot -- compact, one cell."""
+        import base64
+        import html
+
+        from harness.cli import SUMMARY_VIEW
+
+        summary = self.summary
+        columns = [c for c in SUMMARY_VIEW if c in summary and summary[c].notna().any()]
+        checks = self.checks()
+        failed = [c for c in checks if not c.passed]
+        parts = [f"<div><b>{html.escape(self.experiment)}</b> run {html.escape(str(self.meta.get('run_id')))}: "
+                 f"status <b>{html.escape(str(self.meta.get('status')))}</b>, checks {len(checks) - len(failed)} "
+                 f"passed, {len(failed)} failed <code>{html.escape(str(self.path))}</code></div>",
+                 summary[columns].to_html(index=False, na_rep="-", border=0)]
+        if checks:
+            items = "".join(f"<li>{html.escape(c.line())}</li>" for c in (failed or checks)[:20])
+            more = f"<li>... {len(failed or checks) - 20} more</li>" if len(failed or checks) > 20 else ""
+            parts.append(f"<details{' open' if failed else ''}><summary>{'failed checks' if failed else 'checks'}"
+                         f"</summary><ul>{items}{more}</ul></details>")
+        plot = self.path / "memory.png"
+        if plot.is_file():
+            data = base64.b64encode(plot.read_bytes()).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{data}" style="max-width:720px" alt="memory.png">')
+        return "\n".join(parts)
+
     def figures(self) -> dict[str, Figure]:
         from harness.plots import figures, provenance
 

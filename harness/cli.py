@@ -45,9 +45,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dezero-memlab")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
+def resolve_run_dir(path: Path) -> Path:
+    """`latest`: the newest run directory under results/ (run ids are start
+    times, so the newest is the greatest id; across experiments, the latest start)."""
+    from harness.results import read_meta
+    from harness.runner import DEFAULT_OUT
+
+    if str(path) != "latest":
+        return path
+    runs = [run for run in DEFAULT_OUT.glob("*/*") if run.is_dir() and (run / "meta.json").is_file()
+            and run.parent.name != "baselines"]
+    if not runs:
+        raise UsageError(f"no run under {DEFAULT_OUT}/ to call latest")
+    return max(runs, key=lambda run: (str(read_meta(run).get("started") or ""), run.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="dezero-memlab: memory experiments on DeZero-style engines")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"dezero-memlab {_version()}")
     # --debug is also taken after the command, where people type it.
     debug = _Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -83,11 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run trials the memory guard refuses, each under an address-space limit")
 
     show = commands.add_parser("show", help="print a run's summary", parents=[debug])
-    show.add_argument("run_dir", type=Path)
+    show.add_argument("run_dir", type=Path, help="a run directory, or `latest` (the newest under results/)")
 
     check = commands.add_parser("check", help="evaluate a run against its experiment's expectations",
                                 parents=[debug])
-    check.add_argument("run_dir", type=Path)
+    check.add_argument("run_dir", type=Path, help="a run directory, or `latest` (the newest under results/)")
 
     compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)", parents=[debug])
     compare.add_argument("baseline", type=Path)
@@ -238,7 +263,7 @@ def _print_checks(checks: list, summary) -> None:
 def cmd_show(args: argparse.Namespace) -> int:
     from harness.results import load_run
 
-    run = load_run(args.run_dir)
+    run = load_run(resolve_run_dir(args.run_dir))
     meta = run.meta
     print(f"{meta['experiment']}  run {meta.get('run_id')}  status {meta.get('status')}  "
           f"started {meta.get('started')}  python {meta.get('python')}")
@@ -253,7 +278,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harness.registry import get_experiment
     from harness.results import load_run, stored_observer_results
 
-    run = load_run(args.run_dir)
+    run = load_run(resolve_run_dir(args.run_dir))
     experiment = get_experiment(run.meta["experiment"])
     checks = stored_observer_results(run.path) + check_summary(experiment, run.summary)
     _print_checks(checks, run.summary)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a notebook widget in Jupyter, text on a terminal
 
 from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered

@@ -122,3 +122,39 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_run_renders_in_a_notebook_as_a_compact_summary(tmp_path) -> None:
+    import harness
+
+    run = harness.run("exp17", variants=["weakref"], params={"iterations": 3}, out=tmp_path,
+                      probes=["tracemalloc"], progress=False)
+    page = run._repr_html_()
+    assert "status <b>ok</b>, checks 2 passed, 0 failed" in page
+    assert "<table" in page and "numpy_bytes_final" in page and "320000" in page
+    assert "PASS trial 0 weakref: numpy_bytes_final == 320,000" in page
+    assert '<img src="data:image/png;base64,' in page
+    assert harness.load(run.path)._repr_html_() == page  # the same from disk
+
+
+def test_version_and_latest(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=300)
+
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("dezero-memlab ")
+    none = cli("show", "latest")
+    assert none.returncode == 2 and none.stderr == "harness: error: no run under results/ to call latest\n"
+    for experiment in ("exp17", "exp16"):
+        assert cli("run", experiment, "--variant", "weakref", "--probe", "tracemalloc", "--no-plots").returncode == 0
+    shown = cli("show", "latest")
+    assert shown.returncode == 0 and shown.stdout.startswith("exp16  run ")  # the newer run
+    assert cli("check", "latest").returncode == 0
