@@ -7,19 +7,14 @@ findings become plain words, a table, the picture of one graph
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.meta import PROJECT_ROOT
 
 OWNERSHIP = {
     "refcount": "freed by reference counting when the last user reference drops",
@@ -44,33 +39,19 @@ def examine(variant: str, timeout_s: float = 300) -> dict[str, Any]:
                 raise UsageError(f"variant {variant!r} needs an optional extra: {known.install_hint}")
     except UnknownVariantError as error:
         raise UsageError(str(error)) from None
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    from engine.isolated import run_isolated
     from engine.variants import pickled, user_registered
 
     shipped = pickled(variant) if user_registered(variant) else None  # registered here: the child must learn it
     command = [sys.executable, "-m", "harness.graph_anatomy", variant, *(["--pickled"] if shipped else [])]
-    # Output to files and the child in a session of its own, killed when done:
-    # a process the engine starts must neither hold a pipe open nor outlive it.
-    with tempfile.TemporaryFile("w+") as given, tempfile.TemporaryFile("w+") as out, \
-            tempfile.TemporaryFile("w+") as err:
-        given.write(shipped or "")
-        given.seek(0)
-        child = subprocess.Popen(command, stdin=given, stdout=out, stderr=err, env=env, start_new_session=True)
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise UsageError(f"explaining {variant!r} did not finish in {timeout_s:g} s (an op that hangs?)") from None
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if child.returncode != 0 or not stdout.strip():
-        lines = [line for line in stderr.splitlines() if line.strip()]
+    try:  # in a session of its own: the engine's code runs there
+        child = run_isolated(command, timeout_s, stdin_text=shipped or "")
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"explaining {variant!r} did not finish in {timeout_s:g} s (an op that hangs?)") from None
+    if child.returncode != 0 or not child.stdout.strip():
+        lines = [line for line in child.stderr.splitlines() if line.strip()]
         raise UsageError(f"explaining {variant!r} failed: {lines[-1] if lines else f'exit status {child.returncode}'}")
-    return json.loads(stdout.splitlines()[-1])
+    return json.loads(child.stdout.splitlines()[-1])
 
 
 def rows(found: dict[str, Any]) -> list[tuple[str, str]]:

@@ -251,10 +251,8 @@ def _nbytes(obj: Any) -> int | None:
     if hasattr(obj, "untyped_storage"):  # a torch tensor
         try:
             return int(obj.untyped_storage().nbytes())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a tensor without storage (meta, sparse) has no bytes to show
             return None
-    if isinstance(data, (int, float)):
-        return None
     return None
 
 

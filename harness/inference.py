@@ -70,19 +70,24 @@ def _needs_inference(variant: str) -> bool:
     return variant not in external and any(v.name == variant for v in all_variants())
 
 
-def choose(variant: str, examine: Callable[[str], dict[str, Any]] | None = None) -> ModelChoice:
+def known(variant: str) -> ModelChoice:
+    """The model a variant has without examining it: built-in or declared, else none."""
     model_variant, source = model_source(variant)
-    if source is not None:
-        why = "its own model" if source == "built-in" else f"declared: behaves as {model_variant}"
-        return ModelChoice(model_variant, source, why)
-    if not _needs_inference(variant):
+    if source is None:
         return ModelChoice(None, None, "no model for this engine")
+    why = "its own model" if source == "built-in" else f"declared: behaves as {model_variant}"
+    return ModelChoice(model_variant, source, why)
+
+
+def choose(variant: str, examine: Callable[[str], dict[str, Any]] | None = None) -> ModelChoice:
+    """The model for a run's trials of `variant`: known, else inferred by examining a user's engine."""
+    choice = known(variant)
+    if choice.source is not None or not _needs_inference(variant):
+        return choice
     if examine is None:
         from harness.explain import examine
     try:
         return infer(examine(variant))
-    except LookupError:  # asked not to examine (reading back, or no plan-time choice)
-        return ModelChoice(None, None, "not examined")
     except (UsageError, OSError, subprocess.SubprocessError) as error:
         return ModelChoice(None, None, f"explain could not examine it: {error}")
 

@@ -526,11 +526,7 @@ def run_experiment(
         try:
             outcomes = run_trials(specs, config, advance, interruption, write)
         except BaseException as error:  # a fault of the run itself: say so in meta.json if we can
-            writer.discard()
-            meta.update(status="failed", error=f"{type(error).__name__}: {error}",
-                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            with contextlib.suppress(OSError):
-                write_json(run_dir / "meta.json", meta)
+            _record_failure(run_dir, meta, writer, f"{type(error).__name__}: {error}")
             raise
         finally:
             close()
@@ -538,19 +534,23 @@ def run_experiment(
         try:
             return _write_results(plan, config, specs, outcomes, run_dir, meta, interruption, notify, writer)
         except OSError as error:  # a full disk: say so wherever it can still be written
-            writer.discard()
             failure = ResultsNotWritten(error, writer.summary())
-            meta.update(status="failed", error=str(failure), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            with contextlib.suppress(OSError):
-                write_json(run_dir / "meta.json", meta)
+            _record_failure(run_dir, meta, writer, str(failure))
             raise failure from None
         except Exception as error:  # a fault of the harness itself: meta.json must not say "running"
-            writer.discard()
-            meta.update(status="failed", error=f"writing the results failed: {type(error).__name__}: {error}",
-                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            with contextlib.suppress(OSError):
-                write_json(run_dir / "meta.json", meta)
+            _record_failure(run_dir, meta, writer, f"writing the results failed: {type(error).__name__}: {error}")
             raise
+
+
+def _record_failure(run_dir: Path, meta: dict[str, Any], writer: RunTableWriter, error: str) -> None:
+    """The run failed: no streamed table is left half-made, and meta.json says
+    why wherever it can still be written (a full disk may refuse even that)."""
+    from harness.results import write_json
+
+    writer.discard()
+    meta.update(status="failed", error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    with contextlib.suppress(OSError):
+        write_json(run_dir / "meta.json", meta)
 
 
 def _peak_rss_bytes() -> int:

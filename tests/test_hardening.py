@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import harness
+from test_faults import faulty_engine  # a file: engine whose square does a fault on its n-th call
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -397,26 +398,6 @@ def test_verify_observer_with_an_output_directory_named_like_a_log(tmp_path: Pat
 
 # --- the last low items: a trial's time, a silent exit, Ctrl-C at once ------------------------
 
-def counting_engine(directory: Path, name: str, fault: str, on_call: int) -> str:
-    """Our engine, but `square` does `fault` on its n-th call."""
-    path = directory / f"{name}.py"
-    path.write_text(textwrap.dedent(f"""\
-        import os, time
-        from engine import Config, Function, Variable
-        from engine import square as _square
-
-        calls = 0
-
-        def square(x):
-            global calls
-            calls += 1
-            if calls == {on_call}:
-                {fault}
-            return _square(x)
-        """), encoding="utf-8")
-    return f"file:{path}"
-
-
 def test_the_timeout_counts_the_overhead_re_runs_as_workload_runs() -> None:
     from harness.runner import RunConfig, trial_timeout
     from harness.trial import OVERHEAD_ROUNDS
@@ -433,7 +414,7 @@ def test_a_timeout_in_the_overhead_re_runs_keeps_the_measurement(tmp_path: Path)
 
     # exp17 with 10 iterations of depth 3 squares 30 times a run: the 100th
     # call is in the third re-run, after the measured run.
-    variant = counting_engine(tmp_path, "slow_later", "time.sleep(600)", on_call=100)
+    variant = faulty_engine(tmp_path, "slow_later", "time.sleep(600)", on_call=100)
     from harness.registry import get_experiment
 
     params = {**get_experiment("exp17").defaults(), "iterations": 10}
@@ -448,7 +429,7 @@ def test_a_timeout_in_the_overhead_re_runs_keeps_the_measurement(tmp_path: Path)
 
 @pytest.mark.parametrize("status", [0, 3])
 def test_a_trial_that_ends_its_own_process_is_named_so(tmp_path: Path, status: int) -> None:
-    variant = counting_engine(tmp_path, "exits", f"os._exit({status})", on_call=3)
+    variant = faulty_engine(tmp_path, "exits", f"os._exit({status})", on_call=3)
     done = cli("run", "exp17", "--variant", variant, "--no-plots", "--out", str(tmp_path / "out"), cwd=tmp_path,
                timeout=120)  # every default probe: memory_profiler's helper runs beside it
     assert done.returncode == 1, done.stderr

@@ -26,15 +26,14 @@ import importlib
 import importlib.util
 import io
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from types import ModuleType
+
+from engine.isolated import run_isolated
 
 FILE_PREFIX = "file:"
 MODULE_PREFIX = "module:"
@@ -131,25 +130,13 @@ def check_in_child(name: str, timeout_s: float = 120) -> dict[str, object]:
     top-level code does (exit, fork, start processes, hang) cannot happen to
     the caller; raise PluginError with the child's one line if it fails, else
     return what it found (`ops`: the ops the engine offers). The
-    child's whole session is killed when it is done. Its output goes to
-    files, not pipes: a process the plugin starts would hold a pipe open."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, "-m", "engine.adapters.plugin", name], stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=err, env=env, start_new_session=True)
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise PluginError(f"variant {name!r}: importing it did not finish in {timeout_s:g} s") from None
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        out.seek(0)
-        err.seek(0)
-        lines = [line for line in out.read().splitlines() if line.strip()]
-        said = err.read().strip()
+    child runs as `engine.isolated.run_isolated` runs it."""
+    try:
+        child = run_isolated([sys.executable, "-m", "engine.adapters.plugin", name], timeout_s)
+    except subprocess.TimeoutExpired:
+        raise PluginError(f"variant {name!r}: importing it did not finish in {timeout_s:g} s") from None
+    lines = [line for line in child.stdout.splitlines() if line.strip()]
+    said = child.stderr.strip()
     if child.returncode == 0 and lines and lines[-1].startswith(_CHECKED):
         return json.loads(lines[-1][len(_CHECKED):])
     said, _, detail = said.partition(_TRACEBACK)

@@ -1,5 +1,4 @@
 """Step 20-style: add and mul (and no square), on this project's Variable and Function."""
-import numpy as np
 from engine.core import Variable, Function, Config  # noqa: F401
 from engine import core as _c
 
