@@ -22,11 +22,12 @@ from harness.tables import gc_events  # noqa: E402
 from harness.trial import TrialSpec  # noqa: E402
 
 PROBE_SETS = {
-    "all probes": ["tracemalloc", "rss", "gc", "census", "sampled"],
+    "all probes": ["tracemalloc", "rss", "uss", "gc", "census", "sampled", "cycle_debt"],
     "tracemalloc + gc": ["tracemalloc", "gc"],
     "rss + gc": ["rss", "gc"],
     "census + gc": ["census", "gc"],
     "sampled + gc": ["sampled", "gc"],
+    "cycle_debt + gc": ["cycle_debt", "gc"],
     "gc alone": ["gc"],
 }
 
