@@ -168,8 +168,15 @@ def check(experiment: str, root: Path = BASELINES_DIR, tolerance: float | None =
         return comparison.exit_code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.baselines", description=__doc__.split("\n\n")[0])
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, no usage dump
+        print(f"{self.prog}: error: {message}; see {self.prog} -h", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m harness.baselines") -> int:
+    """`python -m harness.baselines ACTION` and `harness baselines ACTION`."""
+    parser = _Parser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("refresh", "check", "list"))
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="default: every one with a CI size")
     parser.add_argument("--dir", type=Path, default=BASELINES_DIR, help=f"baselines root (default {BASELINES_DIR})")

@@ -3,12 +3,18 @@
     list                      experiments, their variants and parameters; variants; probes
     run EXP [options]         run an experiment; prints the summary, the checks, and
                               the run directory as its last line
-    show RUN_DIR              the summary of a finished run again
-    check RUN_DIR             the experiment's expectations on a run; exit 1 if one fails
+    show RUN                  the summary of a finished run again
+    check RUN                 the experiment's expectations on a run; exit 1 if one fails
     compare A B               regression between two runs (or a run and a baseline)
+    explain VARIANT           what an engine does to memory, and why
+    baselines ACTION          refresh, check or list the committed baselines
+
+RUN is a run directory, `latest` (the newest run under results/) or an
+experiment's name (its newest run). `list`, `show`, `check` and `compare`
+take `--format json` or `--format csv` for machines.
 
 Exit status: 0 ok; 1 a trial failed, was killed or timed out, or a check
-failed; 2 bad input (one line on stderr; `--debug`, anywhere on the command
+failed (the run's status says which: failed, checks_failed); 2 bad input (one line on stderr; `--debug`, anywhere on the command
 line, shows the traceback), including a run the memory guard refuses; 130
 or 143 when `run` was stopped by SIGINT (Ctrl-C) or SIGTERM, after writing
 what it measured.
@@ -28,6 +34,7 @@ import pandas as pd
 
 from harness.compare import TOLERANCE_HELP
 from harness.errors import ResultsNotWritten, UsageError
+from harness.output_formats import FORMATS, emit, records
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -55,17 +62,22 @@ def _version() -> str:
 
 
 def resolve_run_dir(path: Path) -> Path:
-    """`latest`: the newest run directory under results/ (run ids are start
-    times, so the newest is the greatest id; across experiments, the latest start)."""
+    """A run directory as given; `latest`: the newest run under results/; an
+    experiment's name (with no such directory here): its newest run there.
+    Run ids are start times, so the newest is the latest start."""
     from harness.results import read_meta
     from harness.runner import DEFAULT_OUT
 
-    if str(path) != "latest":
+    if path.exists() or len(path.parts) != 1:
         return path
-    runs = [run for run in DEFAULT_OUT.glob("*/*") if run.is_dir() and (run / "meta.json").is_file()
+    name = str(path)
+    pattern = "*/*" if name == "latest" else f"{name}/*"
+    runs = [run for run in DEFAULT_OUT.glob(pattern) if run.is_dir() and (run / "meta.json").is_file()
             and run.parent.name != "baselines"]
     if not runs:
-        raise UsageError(f"no run under {DEFAULT_OUT}/ to call latest")
+        if name == "latest":
+            raise UsageError(f"no run under {DEFAULT_OUT}/ to call latest")
+        raise UsageError(f"{name} is neither a run directory nor an experiment with a run under {DEFAULT_OUT}/")
     return max(runs, key=lambda run: (str(read_meta(run).get("started") or ""), run.name))
 
 
@@ -78,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands.add_parser("list", help="experiments, variants and probes", parents=[debug])
+    formats = _Parser(add_help=False)
+    formats.add_argument("--format", choices=FORMATS, default="text",
+                         help="text for people (default), json or csv for machines")
+    run_arg = "a run directory, `latest` (the newest under results/) or an experiment's name (its newest run)"
+
+    commands.add_parser("list", help="experiments, variants and probes", parents=[debug, formats])
 
     run = commands.add_parser("run", help="run an experiment", parents=[debug])
     run.add_argument("experiment")
@@ -100,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verify-observer", action="store_true",
                      help="run a twin of each trial with no probe and check that the probes did not move the GC")
     run.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress (by default a bar on a terminal, a line per trial in a log)")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                      help="environment for the trial processes, e.g. MALLOC_MMAP_THRESHOLD_=65536 (repeatable)")
     run.add_argument("--malloc-trim", action="store_true",
@@ -107,14 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="run trials the memory guard refuses, each under an address-space limit")
 
-    show = commands.add_parser("show", help="print a run's summary", parents=[debug])
-    show.add_argument("run_dir", type=Path, help="a run directory, or `latest` (the newest under results/)")
+    show = commands.add_parser("show", help="print a run's summary", parents=[debug, formats])
+    show.add_argument("run_dir", type=Path, metavar="RUN", help=run_arg)
 
     check = commands.add_parser("check", help="evaluate a run against its experiment's expectations",
-                                parents=[debug])
-    check.add_argument("run_dir", type=Path, help="a run directory, or `latest` (the newest under results/)")
+                                parents=[debug, formats])
+    check.add_argument("run_dir", type=Path, metavar="RUN", help=run_arg)
 
-    compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)", parents=[debug])
+    compare = commands.add_parser("compare", help="compare two runs (or a run and a baseline)",
+                                  parents=[debug, formats])
     compare.add_argument("baseline", type=Path)
     compare.add_argument("current", type=Path)
     compare.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
@@ -127,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("results") / "explain",
                          help="where the picture goes (PNG, SVG and DOT; default: results/explain)")
     explain.add_argument("--no-picture", action="store_true", help="draw no picture")
+
+    baselines = commands.add_parser(
+        "baselines", help="the committed baselines: refresh, check or list them (see `harness baselines -h`)",
+        add_help=False)
+    baselines.add_argument("arguments", nargs=argparse.REMAINDER, help="refresh|check|list [EXPERIMENT ...]")
     return parser
 
 
@@ -186,26 +211,40 @@ def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) ->
     return ["variant", *swept, *view]
 
 
-def cmd_list() -> int:
+def cmd_list(fmt: str = "text") -> int:
     from engine.variants import all_variants
     from harness.probes import DEFAULT_PROBES, PROBE_DESCRIPTIONS
     from harness.registry import all_experiments
 
+    experiments = [{
+        "name": e.name, "seed_step": e.seed_step, "title": e.title, "variants": list(e.variants),
+        "params": [{"name": p.name, "default": e.default_values(p.name), "choices": list(p.choices or ()),
+                    "help": p.help} for p in e.params],
+    } for e in all_experiments().values()]
+    variants = [{"name": v.name, "origin": v.origin, "description": v.description, "available": v.available(),
+                 "install_hint": v.install_hint} for v in all_variants()]
+    probes = [{"name": name, "description": text, "default": name in DEFAULT_PROBES}
+              for name, text in PROBE_DESCRIPTIONS.items()]
+    if fmt != "text":
+        rows = ([{"kind": "experiment", "name": e["name"], "description": e["title"]} for e in experiments]
+                + [{"kind": "variant", "name": v["name"], "description": v["description"]} for v in variants]
+                + [{"kind": "probe", "name": p["name"], "description": p["description"]} for p in probes])
+        emit(fmt, {"experiments": experiments, "variants": variants, "probes": probes}, rows)
+        return 0
     print("experiments:")
-    for experiment in all_experiments().values():
-        print(f"  {experiment.name}  (seed step {experiment.seed_step})  {experiment.title}")
-        print(f"    variants: {', '.join(experiment.variants)}")
-        for p in experiment.params:
-            choices = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else ""
-            default = ",".join(str(v) for v in experiment.default_values(p.name))
-            print(f"    --param {p.name}={default}{choices}  {p.help}")
+    for e in experiments:
+        print(f"  {e['name']}  (seed step {e['seed_step']})  {e['title']}")
+        print(f"    variants: {', '.join(e['variants'])}")
+        for p in e["params"]:
+            choices = f" {{{', '.join(map(str, p['choices']))}}}" if p["choices"] else ""
+            print(f"    --param {p['name']}={','.join(str(v) for v in p['default'])}{choices}  {p['help']}")
     print("variants:")
-    for variant in all_variants():
-        state = "" if variant.available() else f"  [not installed: {variant.install_hint}]"
-        print(f"  {variant.name}  ({variant.origin})  {variant.description}{state}")
+    for v in variants:
+        state = "" if v["available"] else f"  [not installed: {v['install_hint']}]"
+        print(f"  {v['name']}  ({v['origin']})  {v['description']}{state}")
     print("probes (default: " + ", ".join(DEFAULT_PROBES) + "):")
-    for name, description in PROBE_DESCRIPTIONS.items():
-        print(f"  {name}  {description}")
+    for p in probes:
+        print(f"  {p['name']}  {p['description']}")
     return 0
 
 
@@ -231,7 +270,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         force=args.force,
         command="python -m harness " + " ".join(argv),
     )
-    result = run_experiment(config)
+    result = run_experiment(config, show_progress=not args.quiet)
     summary = result.tables["summary"]
     _print_table(summary, _summary_columns(summary, [p.name for p in experiment.params]))
     for failure in result.meta.get("failed_trials", []):
@@ -265,6 +304,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = load_run(resolve_run_dir(args.run_dir))
     meta = run.meta
+    if args.format != "text":
+        emit(args.format, {"path": str(run.path), "meta": meta, "summary": records(run.summary)}, run.summary)
+        return 0
     print(f"{meta['experiment']}  run {meta.get('run_id')}  status {meta.get('status')}  "
           f"started {meta.get('started')}  python {meta.get('python')}")
     print(f"command: {meta.get('command')}")
@@ -281,12 +323,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     run = load_run(resolve_run_dir(args.run_dir))
     experiment = get_experiment(run.meta["experiment"])
     checks = stored_observer_results(run.path) + check_summary(experiment, run.summary)
-    _print_checks(checks, run.summary)
-    failed_trials = run.meta.get("status") != "ok"
-    if failed_trials:
-        print(f"run status: {run.meta.get('status')}")
+    status = run.meta.get("status")
+    trials_incomplete = status not in ("ok", "checks_failed")  # the checks are judged afresh below
     # The verdict `run` gave: the run complete and no check failed (trials no model judges fail nothing).
-    return 0 if all(c.passed for c in checks) and not failed_trials else 1
+    passed = all(c.passed for c in checks) and not trials_incomplete
+    if args.format != "text":
+        rows = [{"passed": c.passed, "trial": c.trial, "variant": c.variant, "measured": c.measured,
+                 "expected": getattr(c, "expected", getattr(c, "reference", None)), "line": c.line()}
+                for c in checks]
+        emit(args.format, {"path": str(run.path), "run_status": status, "passed": passed,
+                           "checks": rows, "not_judged": _unjudged_variants(run.summary)}, rows)
+        return 0 if passed else EXIT_FAILED
+    _print_checks(checks, run.summary)
+    if trials_incomplete:
+        print(f"run status: {status}")
+    return 0 if passed else EXIT_FAILED
+
+
+def _unjudged_variants(summary: pd.DataFrame) -> list[str]:
+    if "model_variant" not in summary or "status" not in summary:
+        return []
+    unjudged = summary[(summary["status"] == "ok") & summary["model_variant"].isna()]
+    return sorted(set(unjudged["variant"]))
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -297,24 +355,35 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare_runs
+    from harness.compare import compare, compare_runs, verdict_line
 
-    return compare_runs(args.baseline, args.current, args.tolerance)
+    if args.format == "text":
+        return compare_runs(args.baseline, args.current, args.tolerance)
+    comparison = compare(args.baseline, args.current, args.tolerance)
+    rows = [{"trial": r.trial, "metric": r.metric, "kind": r.kind, "baseline": r.baseline, "current": r.current,
+             "ratio": r.ratio, "p": r.p, "repeats_baseline": r.repeats[0] if r.repeats else None,
+             "repeats_current": r.repeats[1] if r.repeats else None, "verdict": r.verdict, "note": r.note}
+            for r in comparison.rows]
+    emit(args.format, {"baseline": str(comparison.baseline.path), "current": str(comparison.current.path),
+                       "tolerance": comparison.tolerance, "verdict": verdict_line(comparison),
+                       "exit_code": comparison.exit_code, "warnings": comparison.warnings,
+                       "uncompared": comparison.uncompared, "rows": rows}, rows)
+    return comparison.exit_code
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from harness.baselines import main as baselines_main
+
+    return baselines_main(args.arguments, prog="harness baselines")
 
 
 def _dispatch(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "list":
-        return cmd_list()
-    if args.command == "run":
-        return cmd_run(args, argv)
-    if args.command == "show":
-        return cmd_show(args)
-    if args.command == "check":
-        return cmd_check(args)
-    if args.command == "explain":
-        return cmd_explain(args)
-    return cmd_compare(args)
+    commands = {"list": lambda: cmd_list(args.format), "run": lambda: cmd_run(args, argv),
+                "show": lambda: cmd_show(args), "check": lambda: cmd_check(args),
+                "explain": lambda: cmd_explain(args), "compare": lambda: cmd_compare(args),
+                "baselines": lambda: cmd_baselines(args)}
+    return commands[args.command]()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

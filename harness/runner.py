@@ -440,13 +440,30 @@ def _param_values(plan: Plan) -> dict[str, Any]:
 
 
 def progress_bar(total: int, label: str) -> tuple[Callable[[TrialOutcome], None], Callable[[], None]]:
-    bar = tqdm(total=total, desc=label, unit="trial", file=sys.stderr, leave=False, disable=None)
+    """Progress as the place the run is watched from can show it: a widget in a
+    notebook (tqdm.auto), a bar on a terminal, and a line per finished trial
+    where stderr is a log (CI), which a bar would fill with carriage returns."""
+    notebook = tqdm.__module__ == "tqdm.notebook"
+    if notebook or sys.stderr.isatty():
+        bar = tqdm(total=total, desc=label, unit="trial", file=None if notebook else sys.stderr, leave=False,
+                   disable=False)
 
-    def advance(outcome: TrialOutcome) -> None:
-        bar.set_postfix_str(f"{outcome.variant} r{outcome.repeat}: {outcome.status}")
-        bar.update(1)
+        def advance(outcome: TrialOutcome) -> None:
+            bar.set_postfix_str(f"{outcome.variant} r{outcome.repeat}: {outcome.status}")
+            bar.update(1)
 
-    return advance, bar.close
+        return advance, bar.close
+
+    started = time.monotonic()
+    done = 0
+
+    def log_line(outcome: TrialOutcome) -> None:
+        nonlocal done
+        done += 1
+        print(f"{label}: trial {done}/{total} {outcome.variant} r{outcome.repeat}: {outcome.status} "
+              f"({time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+
+    return log_line, lambda: None
 
 
 @dataclass
@@ -461,7 +478,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.meta["status"] == "ok" and all(check.passed for check in self.checks)
+        return self.meta["status"] == "ok"
 
 
 def guard_memory(plan: Plan, models: dict[str, Any] | None = None) -> GuardReport:
@@ -542,6 +559,25 @@ def run_experiment(
             raise
 
 
+# A run's status, in meta.json, on the terminal, from `show` and in the report:
+# what went wrong first. `run` exits 0 only on "ok"; `check` recomputes the
+# checks and gives the same verdict.
+RUN_STATUSES = {
+    "ok": "every trial ran and every check held",
+    "checks_failed": "every trial ran; a check failed",
+    "failed": "a trial failed, was killed or timed out",
+    "interrupted": "the run was stopped by a signal before every trial had run",
+}
+
+
+def run_status(interrupted: bool, trial_failed: bool, check_failed: bool) -> str:
+    if interrupted:
+        return "interrupted"
+    if trial_failed:
+        return "failed"
+    return "checks_failed" if check_failed else "ok"
+
+
 def _record_failure(run_dir: Path, meta: dict[str, Any], writer: RunTableWriter, error: str) -> None:
     """The run failed: no streamed table is left half-made, and meta.json says
     why wherever it can still be written (a full disk may refuse even that)."""
@@ -605,10 +641,7 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
     # complete. A blind twin it stopped leaves its check undone: not complete.
     stopped = (interruption.signum if any(o.status == "interrupted" for o in [*outcomes, *twins.values()])
                else None)
-    if stopped is not None:
-        status = "interrupted"
-    else:
-        status = "failed" if failed else "ok"
+    status = run_status(stopped is not None, bool(failed), any(not c.passed for c in checks))
     meta.update(
         status=status,
         interrupted_by=None if stopped is None else signal.Signals(stopped).name,

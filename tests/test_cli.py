@@ -52,7 +52,7 @@ def one_error_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     (["run", "exp17", "--out", "/proc/no-such-dir"], "output directory /proc/no-such-dir cannot be created"),
     (["run"], "the following arguments are required: experiment"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
-    (["show"], "the following arguments are required: run_dir"),
+    (["show"], "the following arguments are required: RUN"),
 ])
 def test_bad_run_input_gets_one_line_and_exit_2(args: list[str], says: str, capsys, tmp_path: Path,
                                                 monkeypatch) -> None:
