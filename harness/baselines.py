@@ -1,6 +1,6 @@
 """Committed baselines: each experiment's summary at CI-sized parameters.
 
-`results/baselines/<experiment>/` holds the `summary.csv` and `meta.json`
+`experiments/baselines/<experiment>/` holds the `summary.csv` and `meta.json`
 of one run made with the parameters and probes in `CI_SIZES`: small enough
 for CI (seconds), GC off so every numpy-domain byte and GC count is exact,
 no sampled probe and no overhead measurement (they cost time and judge
@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import experiments
 from harness.compare import TOLERANCE_HELP
 from harness.errors import UsageError
-from harness.meta import PROJECT_ROOT
 from harness.results import write_atomic, write_json
 
-BASELINES_DIR = PROJECT_ROOT / "results" / "baselines"
+# Package data of `experiments`, so a plain `pip install .` has them too.
+BASELINES_DIR = Path(experiments.__file__).resolve().parent / "baselines"
 CI_PROBES = ("tracemalloc", "rss", "gc", "census")
 
 

@@ -443,7 +443,7 @@ def progress_bar(total: int, label: str) -> tuple[Callable[[TrialOutcome], None]
     """Progress as the place the run is watched from can show it: a widget in a
     notebook (tqdm.auto), a bar on a terminal, and a line per finished trial
     where stderr is a log (CI), which a bar would fill with carriage returns."""
-    notebook = tqdm.__module__ == "tqdm.notebook"
+    notebook = any(base.__module__ == "tqdm.notebook" for base in tqdm.__mro__)  # what tqdm.auto chose
     if notebook or sys.stderr.isatty():
         bar = tqdm(total=total, desc=label, unit="trial", file=None if notebook else sys.stderr, leave=False,
                    disable=False)

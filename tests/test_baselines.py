@@ -7,7 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +22,8 @@ from harness.compare import compare
 from harness.errors import UsageError
 from harness.registry import all_experiments
 from harness.results import read_meta, read_table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # The committed baselines are comparable only on the Python minor version
@@ -210,3 +215,18 @@ def test_refresh_that_cannot_write_is_one_line(tmp_path, fresh_run_is, monkeypat
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert "cannot write the baseline to" in err and "No space left on device" in err and "summary.csv" in err
+
+
+def test_the_baselines_are_installed_with_the_package(tmp_path: Path) -> None:
+    """A plain (not editable) install finds them: they are package data of `experiments`."""
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    wheel, = tmp_path.glob("dezero_memlab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for experiment in CI_SIZES:
+        assert {f"experiments/baselines/{experiment}/summary.csv",
+                f"experiments/baselines/{experiment}/meta.json"} <= names
