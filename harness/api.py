@@ -17,9 +17,10 @@ from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-from harness.check import CheckResult, ComparisonResult, check_summary
-from harness.registry import get_experiment
-from harness.results import StoredRun, load_run, stored_observer_results
+from harness.check import CheckResult, ComparisonResult
+from harness.experiment import Experiment
+from harness.experiment_record import checks_of_run, experiment_of_run
+from harness.results import StoredRun, load_run
 from harness.runner import DEFAULT_OUT, RunConfig, run_experiment
 
 
@@ -32,7 +33,7 @@ class Run(StoredRun):
         return self.meta["experiment"]
 
     def checks(self) -> list[CheckResult | ComparisonResult | Any]:
-        return stored_observer_results(self.path) + check_summary(get_experiment(self.experiment), self.summary)
+        return checks_of_run(self.path, self.meta, self.summary)
 
     def _repr_html_(self) -> str:
         """A notebook's view of the run: its status, the summary's main columns,
@@ -64,11 +65,11 @@ class Run(StoredRun):
     def figures(self) -> dict[str, Figure]:
         from harness.plots import figures, provenance
 
-        return figures(get_experiment(self.experiment), self.tables, provenance(self.meta))
+        return figures(experiment_of_run(self.meta), self.tables, provenance(self.meta))
 
 
 def run(
-    experiment: str,
+    experiment: str | Experiment,
     variants: Sequence[str] = (),
     params: dict[str, Any] | None = None,
     repeats: int = 1,
@@ -84,7 +85,9 @@ def run(
     malloc_trim: bool = False,
     force: bool = False,
 ) -> Run:
-    """Run an experiment; a parameter given a list is swept. `force` runs trials the
+    """Run an experiment -- a name, a file (`PATH.py`), `module:NAME`, or an
+    `harness.Experiment` defined right here (a notebook cell: its trials get it
+    pickled) -- and a parameter given a list is swept. `force` runs trials the
     memory guard refuses, each under an address-space limit (see harness.guard).
 
     Interrupted (Ctrl-C, SIGTERM), the run writes what it measured, marks
@@ -94,7 +97,7 @@ def run(
         experiment=experiment, variants=list(variants), params=dict(params or {}), repeats=repeats,
         jobs=jobs, out=Path(out), probes=list(probes), timeout_s=timeout_s,
         measure_overhead=measure_overhead, verify_observer=verify_observer, plots=plots,
-        command=f"harness.run({experiment!r}, ...)",
+        command=f"harness.run({getattr(experiment, 'name', experiment)!r}, ...)",
         trial_env=dict(trial_env) if isinstance(trial_env, Mapping) else (trial_env or {}),
         malloc_trim=malloc_trim, force=force,
     )

@@ -249,12 +249,12 @@ def cmd_list(fmt: str = "text") -> int:
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from harness.registry import get_experiment
+    from harness.registry import find
     from harness.runner import RunConfig, parse_param_overrides, run_experiment
 
-    experiment = get_experiment(args.experiment)
+    experiment, _ = find(args.experiment)
     config = RunConfig(
-        experiment=experiment.name,
+        experiment=args.experiment,
         variants=args.variant,
         params=parse_param_overrides(experiment, args.param),
         repeats=args.repeats,
@@ -316,13 +316,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.check import check_summary
-    from harness.registry import get_experiment
-    from harness.results import load_run, stored_observer_results
+    from harness.experiment_record import checks_of_run, is_built_in
+    from harness.results import load_run
 
     run = load_run(resolve_run_dir(args.run_dir))
-    experiment = get_experiment(run.meta["experiment"])
-    checks = stored_observer_results(run.path) + check_summary(experiment, run.summary)
+    checks = checks_of_run(run.path, run.meta, run.summary)
+    if args.format == "text" and not is_built_in(run.meta):
+        print(f"(checks as judged when the run ended: {run.meta['experiment']} is defined by "
+              f"{run.meta['experiment_source']['ref']}, which reading a run does not import)")
     status = run.meta.get("status")
     trials_incomplete = status not in ("ok", "checks_failed")  # the checks are judged afresh below
     # The verdict `run` gave: the run complete and no check failed (trials no model judges fail nothing).

@@ -38,12 +38,13 @@ from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered
 from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
+from harness.experiment_record import CHECKS_FILE, checks_table, describe, record_definition
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.inference import INFERRED, choose_all
 from harness.meta import PROJECT_ROOT, collect_metadata
 from harness.probes import PROBE_NAMES, sample_columns_for
 from harness.probes.sampler import read_phases
-from harness.registry import get_experiment
+from harness import registry
 from harness.table_writer import RunTableWriter
 from harness.tables import IDENTITY, TrialOutcome
 from harness.trial import TrialSpec, overhead_reruns, phase_file, sample_file
@@ -57,7 +58,8 @@ MAX_TRIALS = 100_000
 
 @dataclass
 class RunConfig:
-    experiment: str
+    # A name, a file (PATH.py), module:NAME, or an Experiment defined in a notebook (harness.registry).
+    experiment: str | Experiment
     variants: Sequence[str] = ()
     params: dict[str, Any] = field(default_factory=dict)  # name -> value or list of values
     repeats: int = 1
@@ -88,6 +90,7 @@ class Plan:
     param_sets: list[Params]
     probes: list[str]
     config: RunConfig
+    source: registry.Source = registry.Source(registry.BUILT_IN, "")
     notes: list[str] = field(default_factory=list)
 
     def specs(self, run_dir: Path, memory_limit_bytes: int | None = None) -> list[TrialSpec]:
@@ -95,12 +98,13 @@ class Plan:
         specs = []
         combos = itertools.product(self.param_sets, self.variants, range(self.config.repeats))
         shipped = {v: pickled(v) for v in self.variants if user_registered(v)}  # trials are fresh processes
+        experiment_pickle = registry.pickled(self.experiment.name) if self.source.kind == registry.NOTEBOOK else None
         for n, (params, variant, repeat) in enumerate(combos):
             label = "".join(c if c.isalnum() or c in "-_" else "_" for c in variant)[:40]
             specs.append(
                 TrialSpec(
                     trial=n,
-                    experiment=self.experiment.name,
+                    experiment=self.source.ref,
                     variant=variant,
                     params=dict(params),
                     repeat=repeat,
@@ -112,6 +116,7 @@ class Plan:
                     memory_limit_bytes=memory_limit_bytes,
                     parent_pid=os.getpid(),
                     variant_pickle=shipped.get(variant),
+                    experiment_pickle=experiment_pickle,
                 )
             )
         if self.config.verify_observer:
@@ -142,7 +147,7 @@ def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[
 
 
 def make_plan(config: RunConfig) -> Plan:
-    experiment = get_experiment(config.experiment)
+    experiment, source = registry.find(config.experiment)
     variants = list(config.variants) or list(experiment.variants)
     offered: dict[str, set[str]] = {}  # a user's engine: the ops it has
     notes: list[str] = []  # said before the run starts
@@ -202,7 +207,7 @@ def make_plan(config: RunConfig) -> Plan:
                     f"variant {name!r} has no {', '.join(missing)}, which {experiment.name} needs"
                     + (f" (op={params['op']})" if "op" in params else "")
                     + f"; it offers {', '.join(sorted(ops)) or 'no op'}")
-    return Plan(experiment, variants, param_sets, probes, config, notes)
+    return Plan(experiment, variants, param_sets, probes, config, source, notes)
 
 
 def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
@@ -412,6 +417,9 @@ def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
     config = plan.config
     return {
         "experiment": plan.experiment.name,
+        # Where the definition came from and what it declares: reading the run never imports it.
+        "experiment_source": {"kind": plan.source.kind, "ref": plan.source.ref, "path": plan.source.path},
+        "experiment_definition": describe(plan.experiment),
         "run_id": run_dir.name,
         "command": config.command or " ".join(sys.argv),
         "variants": plan.variants,
@@ -525,6 +533,7 @@ def run_experiment(
         meta["models"] = {variant: choice.columns() for variant, choice in models.items()}
         try:
             write_json(run_dir / "meta.json", meta)
+            record_definition(run_dir, plan.experiment, plan.source, config.command)
         except OSError as error:  # a full disk before anything ran: leave no empty run directory
             shutil.rmtree(run_dir, ignore_errors=True)
             raise OSError(error.errno, f"cannot write {run_dir / 'meta.json'} ({error.strerror}); "
@@ -623,6 +632,7 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
     # Judged as read back: `harness check RUN` later sees exactly this table.
     summary = read_table(run_dir, "summary")
     checks += check_summary(plan.experiment, summary)
+    write_table(run_dir / CHECKS_FILE, checks_table(checks))  # what `check` reads for a definition it won't import
     for outcome in outcomes:
         foreign = outcome.result.get("foreign_tracemalloc_domains")
         if foreign:

@@ -63,6 +63,7 @@ class TrialSpec:
     memory_limit_bytes: int | None = None  # RLIMIT_AS for a forced run
     parent_pid: int | None = None  # the run's process, which this trial must not outlive
     variant_pickle: str | None = None  # a variant the user registered in the run's process (engine.variants.pickled)
+    experiment_pickle: str | None = None  # an experiment a notebook defined (harness.registry.pickled)
 
 
 class EventLog:
@@ -256,6 +257,10 @@ def run_trial(spec: TrialSpec, log: EventLog) -> None:
     --overhead re-runs that follow loses nothing measured), then those re-runs."""
     if spec.variant_pickle is not None:
         register_pickled(spec.variant_pickle)
+    if spec.experiment_pickle is not None:
+        from harness.registry import define_pickled
+
+        define_pickled(spec.experiment_pickle)
     engine = get_variant(spec.variant).load()
     log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0],
              implementation=sys.implementation.name)

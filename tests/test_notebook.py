@@ -36,6 +36,23 @@ CELLS = [
 
     "plt.figure(); plt.plot([3, 2, 1]); plt.show()\n"
     "print('backend', matplotlib.get_backend())",
+
+    # An experiment of the user's own, defined in a cell: its trials get it pickled.
+    "def workload(bench):\n"
+    "    for _ in bench.iterations(bench.params.iterations):\n"
+    "        x = bench.engine.variable(bench.random_array(1000))\n"
+    "        y = bench.engine.mul(x, bench.engine.exp(x))\n"
+    "def expected(variant, p):\n"
+    "    return harness.Expected(3 * 8000, 6 * 8000) if variant == 'weakref' else harness.Expected(None)\n"
+    "def expectations(variant, p):\n"
+    "    m = expected(variant, p)\n"
+    "    return [harness.Expectation('one graph', 'numpy_bytes_final', '==', m.numpy_bytes_final),\n"
+    "            harness.Expectation('two at the peak', 'numpy_bytes_peak', '==', m.numpy_bytes_peak)]\n"
+    "mine = harness.Experiment(name='cell_experiment', title='x * exp(x)', seed_step='-', claim='-',\n"
+    "    workload=workload, variants=('weakref',), expected=expected, expectations=expectations,\n"
+    "    params=(harness.Param('iterations', int, 5, 'graphs', minimum=1),), ops=lambda p: {'mul', 'exp'})\n"
+    "own = harness.run(mine, out=OUT)\n"
+    "print('own', own.meta['status'], [c.line()[:4] for c in own.checks()], sorted(own.figures()))",
 ]
 
 
@@ -56,7 +73,7 @@ def test_the_api_in_a_real_kernel_leaves_the_users_matplotlib_working(tmp_path: 
         else:
             os.environ["PYTHONPATH"] = old
 
-    _, setup, run_cell, after = notebook.cells
+    _, setup, run_cell, after, own = notebook.cells
     shown = [o for o in run_cell.outputs if o.get("output_type") == "execute_result"]
     drawn = [o for o in run_cell.outputs if o.get("output_type") == "display_data" and "image/png" in o["data"]]
     assert len(drawn) == 1  # the user's figure, and none of the run's (they are not pyplot's)
@@ -69,3 +86,5 @@ def test_the_api_in_a_real_kernel_leaves_the_users_matplotlib_working(tmp_path: 
     assert len(images) == 1  # the user's own plt.show() still draws, inline
     printed = "".join(o.get("text", "") for o in after.outputs if o.get("output_type") == "stream")
     assert printed.startswith("backend ") and "inline" in printed, printed
+    printed = "".join(o.get("text", "") for o in own.outputs if o.get("output_type") == "stream")
+    assert "own ok ['PASS', 'PASS'] ['memory', 'summary']" in printed, printed
