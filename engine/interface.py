@@ -1,10 +1,13 @@
 """The small interface every workload is written against.
 
 A workload never imports an engine. It receives an `EngineAPI` and uses only:
-`variable(ndarray)`, the ops (`square`, `exp`, `add`, `mul`, `sub`, `neg`),
+`variable(ndarray)`, the ops (`square`, `exp`, `add`, `mul`, `sub`, `neg` as
+attributes, and any other op the engine has through `op("matmul")`),
 `backward(y, retain_grad=...)`, `grad(v)`, and `configured()`, the context in
 which the variant's settings are in force (for `no_grad`, no graph is
-recorded inside it). The runner additionally reads `variable_type` and
+recorded inside it). An experiment lists the ops it calls (`Experiment.ops`):
+an engine that lacks one is refused before any trial starts (`offered_ops`).
+The runner additionally reads `variable_type` and
 `function_type` (to count live graph objects) and `numpy_visible` (whether
 tracemalloc's numpy domain sees the engine's buffers).
 
@@ -42,9 +45,25 @@ class EngineAPI(Protocol):
     def mul(self, x0: Any, x1: Any) -> Any: ...
     def sub(self, x0: Any, x1: Any) -> Any: ...
     def neg(self, x: Any) -> Any: ...
+    def op(self, name: str) -> Callable[..., Any]: ...
     def backward(self, y: Any, retain_grad: bool = False) -> None: ...
     def grad(self, x: Any) -> np.ndarray | None: ...
     def configured(self) -> ContextManager[None]: ...
+
+
+def offered_ops(source: Any) -> frozenset[str]:
+    """The ops an engine module (or a plugin's own engine object) offers: its
+    public functions, so an op the seeds never had (`matmul`) counts too
+    (classes such as `Variable` are not ops)."""
+    return frozenset(name for name in dir(source) if not name.startswith("_")
+                     and callable(value := getattr(source, name, None)) and not isinstance(value, type))
+
+
+def named_op(source: Any, engine_name: str, name: str) -> Callable[..., Any]:
+    function = getattr(source, name, None) if not name.startswith("_") else None
+    if not callable(function):
+        raise NotImplementedError(f"engine {engine_name!r} does not provide {name!r}")
+    return function
 
 
 def _missing_op(module_name: str, op: str) -> Callable[..., Any]:
@@ -69,10 +88,13 @@ class DezeroStyleEngine:
         name: str,
         settings: dict[str, Any] | None = None,
         can_backward: bool = True,
+        functions: ModuleType | None = None,
     ) -> None:
         if not hasattr(module, "Variable"):
             raise AttributeError(f"engine {name!r} has no 'Variable'")
         self.module = module
+        # Where ops beyond the module's own live (the official DeZero's `dezero.functions`).
+        self.functions = functions
         self.name = name
         self.settings = dict(settings or {})
         self.can_backward = can_backward
@@ -86,6 +108,12 @@ class DezeroStyleEngine:
 
     def variable(self, array: np.ndarray) -> Any:
         return self.module.Variable(array)
+
+    def op(self, name: str) -> Callable[..., Any]:
+        """Any op of the engine's module by name (`op("matmul")`)."""
+        if self.functions is not None and not callable(getattr(self.module, name, None)):
+            return named_op(self.functions, self.name, name)
+        return named_op(self.module, self.name, name)
 
     def backward(self, y: Any, retain_grad: bool = False) -> None:
         if not self.can_backward:
@@ -134,6 +162,9 @@ class ProvidedEngine:
 
     def variable(self, array: np.ndarray) -> Any:
         return self._engine.variable(array)
+
+    def op(self, name: str) -> Callable[..., Any]:
+        return named_op(self._engine, self.name, name)
 
     def backward(self, y: Any, retain_grad: bool = False) -> None:
         if hasattr(self._engine, "backward"):

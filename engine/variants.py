@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.adapters import dezero_official, plugin, torch_engine
-from engine.interface import DezeroStyleEngine, EngineAPI, ProvidedEngine
+from engine.interface import DezeroStyleEngine, EngineAPI, ProvidedEngine, offered_ops
 
 
 class UnknownVariantError(ValueError):
@@ -52,6 +52,17 @@ class Variant:
     # model written for that one applies (the official DeZero's core_simple
     # frees graphs and grads as our retain_grad does); None: no model.
     model_as: str | None = None
+    # The ops the engine offers (`engine.interface.offered_ops`), known in the
+    # run's process without loading a heavy engine, so a plan whose workload
+    # calls an op the engine lacks is refused before any trial starts; None:
+    # not known before a trial loads it (a variant registered by the user).
+    offers: Callable[[], frozenset[str]] | None = field(default=None, repr=False, compare=False)
+
+
+def _our_ops() -> frozenset[str]:
+    import engine
+
+    return offered_ops(engine)
 
 
 def _ours(name: str, can_backward: bool = True, **settings: object) -> Callable[[], EngineAPI]:
@@ -77,6 +88,7 @@ for _variant in (
         "Function holds its outputs strongly: every graph is a reference cycle that only "
         "the cyclic GC frees; backward keeps every grad",
         _ours("strongref", weak_outputs=False, free_intermediate_grads=False),
+        offers=_our_ops,
     ),
     Variant(
         "weakref",
@@ -84,12 +96,14 @@ for _variant in (
         "outputs held by weakref.ref: a graph is freed by reference counting when the last "
         "user reference drops; backward keeps every grad",
         _ours("weakref", weak_outputs=True, free_intermediate_grads=False),
+        offers=_our_ops,
     ),
     Variant(
         "retain_grad",
         "step 18.1",
         "as weakref, but backward frees intermediate grads unless called with retain_grad=True",
         _ours("retain_grad", weak_outputs=True, free_intermediate_grads=True),
+        offers=_our_ops,
     ),
     Variant(
         "no_grad",
@@ -97,9 +111,18 @@ for _variant in (
         "runs with enable_backprop=False: no graph is recorded, intermediates die at once; "
         "no backward pass",
         _ours("no_grad", can_backward=False, enable_backprop=False),
+        offers=_our_ops,
     ),
 ):
     register(_variant)
+
+
+def _official_ops() -> frozenset[str]:
+    return offered_ops(dezero_official.load_core_simple())
+
+
+def _official_core_ops() -> frozenset[str]:
+    return offered_ops(dezero_official.load_core()) | offered_ops(dezero_official.load_functions())
 
 
 def _torch(name: str, grad_enabled: bool) -> Callable[[], EngineAPI]:
@@ -118,7 +141,7 @@ def _official(name: str, can_backward: bool = True, **settings: object) -> Calla
 
 def _official_core(name: str) -> Callable[[], EngineAPI]:
     def load() -> EngineAPI:
-        return DezeroStyleEngine(dezero_official.load_core(), name)
+        return DezeroStyleEngine(dezero_official.load_core(), name, functions=dezero_official.load_functions())
 
     return load
 
@@ -130,6 +153,7 @@ for _variant in (
         "autograd on: requires_grad leaf sharing the numpy buffer (from_numpy), one thread; "
         "graphs freed by reference counting; grads kept on leaves only",
         _torch("torch", grad_enabled=True),
+        offers=lambda: frozenset(torch_engine.OPS),
         install_hint=torch_engine.INSTALL_HINT,
         available=torch_engine.torch_available,
     ),
@@ -138,6 +162,7 @@ for _variant in (
         "PyTorch 2.13.0 CPU",
         "inside torch.no_grad(): no graph recorded; no backward pass",
         _torch("torch_no_grad", grad_enabled=False),
+        offers=lambda: frozenset(torch_engine.OPS),
         install_hint=torch_engine.INSTALL_HINT,
         available=torch_engine.torch_available,
     ),
@@ -147,6 +172,7 @@ for _variant in (
         "dezero/core_simple.py (steps 23-32): weakref outputs, backward frees intermediate "
         "grads unless retain_grad=True",
         _official("dezero_official"),
+        offers=_official_ops,
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
         model_as="retain_grad",
@@ -157,6 +183,7 @@ for _variant in (
         "dezero/core.py (steps 33-60, loaded without the package's failing __init__): grads are Variables, "
         "weakref outputs, backward frees intermediate grads unless retain_grad=True",
         _official_core("dezero_official_core"),
+        offers=_official_core_ops,
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
         model_as="retain_grad",
@@ -166,6 +193,7 @@ for _variant in (
         "official DeZero 0.0.13",
         "core_simple with Config.enable_backprop=False: no graph recorded; no backward pass",
         _official("dezero_official_no_grad", can_backward=False, enable_backprop=False),
+        offers=_official_ops,
         install_hint=dezero_official.INSTALL_HINT,
         available=dezero_official.dezero_available,
         model_as="no_grad",

@@ -149,20 +149,22 @@ def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[
 def make_plan(config: RunConfig) -> Plan:
     experiment, source = registry.find(config.experiment)
     variants = list(config.variants) or list(experiment.variants)
-    offered: dict[str, set[str]] = {}  # a user's engine: the ops it has
+    offered: dict[str, frozenset[str]] = {}  # each engine's ops, where known before a trial
     notes: list[str] = []  # said before the run starts
     for name in variants:
         try:
             variant = get_variant(name)
             if is_plugin(name):
                 found = check_plugin(name)
-                offered[name] = set(found.get("ops", ()))
+                offered[name] = frozenset(found.get("ops", ()))
                 if not found.get("has_function") and not found.get("provides_engine"):
                     notes.append(f"variant {name!r} defines no Function: its live_functions figures stay empty")
         except UnknownVariantError as error:
             raise UsageError(str(error), getattr(error, "detail", "")) from None
         if not variant.available():
             raise UsageError(f"variant {name!r} is not installed: {variant.install_hint}")
+        if variant.offers is not None:
+            offered[name] = variant.offers()
     if len(set(variants)) != len(variants):
         raise UsageError("a variant is named twice")
     for name, count in (("--repeats", config.repeats), ("--jobs", config.jobs)):

@@ -139,3 +139,17 @@ def test_an_experiment_defined_in_the_callers_process_is_shipped_to_its_trials(t
     assert run.meta["experiment_source"]["kind"] == "notebook"
     assert (run.path / "definition" / "experiment.pickle").is_file()
     assert "def workload(bench):" in (run.path / "definition" / "experiment_functions.py").read_text()
+
+
+@pytest.mark.parametrize("variant", ["strongref", "no_grad"])
+def test_an_op_the_engine_lacks_refuses_the_plan_before_any_trial(variant: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from harness.errors import UsageError
+
+    needs_conv = replace(_defined_here(), ops=lambda p: frozenset({"square", "conv2d"}))
+    with pytest.raises(UsageError) as refused:
+        harness.run(needs_conv, variants=[variant], out=tmp_path, progress=False, plots=False)
+    assert str(refused.value).startswith(f"variant {variant!r} has no conv2d, which cell_exp needs; it offers ")
+    assert "square" in str(refused.value) and "\n" not in str(refused.value)
+    assert not any(tmp_path.iterdir())  # refused up front: no run directory, no trial

@@ -129,3 +129,11 @@ def load_core() -> ModuleType:
     core.square = lambda x: Square()(x)
     core.exp = functions.exp
     return core
+
+
+def load_functions() -> ModuleType:
+    """The official `dezero/functions.py` (matmul, linear, sigmoid, ...), as `load_core` imports it."""
+    import sys
+
+    load_core()
+    return sys.modules["dezero.functions"]

@@ -120,9 +120,10 @@ def provided_engine(module: ModuleType) -> object | None:
 
 
 def ops_of(module: ModuleType) -> list[str]:
-    """The ops a plugin offers, by its DeZero names or its own engine's."""
-    source = provided_engine(module) or module
-    return [op for op in OP_NAMES if callable(getattr(source, op, None))]
+    """The ops a plugin offers, by its DeZero names or its own engine's (any public callable)."""
+    from engine.interface import offered_ops
+
+    return sorted(offered_ops(provided_engine(module) or module))
 
 
 def check_in_child(name: str, timeout_s: float = 120) -> dict[str, object]:

@@ -38,6 +38,34 @@ from engine.interface import BackwardUnavailable
 INSTALL_HINT = "pip install torch==2.13.0 (every compared engine: pip install -e .[compare])"
 
 
+# The ops `op(name)` offers, by DeZero's names and signatures (known without
+# importing torch, so a plan can be checked in the run's own process).
+OPS = ("square", "exp", "add", "mul", "sub", "neg", "div", "matmul", "sigmoid", "tanh", "relu",
+       "reshape", "transpose", "sum", "sum_to", "broadcast_to", "linear", "mean_squared_error",
+       "softmax_cross_entropy")
+
+
+def _torch_functions(torch: Any) -> dict[str, Callable[..., Any]]:
+    """DeZero's ops in torch. DeZero's `linear(x, W, b)` is `x @ W + b` with W
+    of shape (in, out); its losses average over the batch, as torch's do."""
+    def total(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        return torch.sum(x) if axis is None else torch.sum(x, dim=axis, keepdim=keepdims)
+
+    return {
+        "square": torch.square, "exp": torch.exp, "add": torch.add, "mul": torch.mul, "sub": torch.sub,
+        "neg": torch.neg, "div": torch.div, "matmul": torch.matmul, "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh, "relu": torch.relu,
+        "reshape": torch.reshape,
+        "transpose": lambda x: x.T,
+        "sum": total,
+        "sum_to": lambda x, shape: x.sum_to_size(shape),
+        "broadcast_to": torch.broadcast_to,
+        "linear": lambda x, W, b=None: torch.matmul(x, W) if b is None else torch.addmm(b, x, W),
+        "mean_squared_error": lambda x0, x1: torch.sum(torch.square(x0 - x1)) / len(x0),
+        "softmax_cross_entropy": lambda x, t: torch.nn.functional.cross_entropy(x, t.long()),
+    }
+
+
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
@@ -58,12 +86,9 @@ class TorchEngine:
         self.version = torch.__version__
         # The ops' outputs, weakly: what backward(retain_grad=True) marks.
         self._outputs: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.square = self._op(torch.square)
-        self.exp = self._op(torch.exp)
-        self.add = self._op(torch.add)
-        self.mul = self._op(torch.mul)
-        self.sub = self._op(torch.sub)
-        self.neg = self._op(torch.neg)
+        self._functions = _torch_functions(torch)
+        self.square, self.exp, self.add, self.mul, self.sub, self.neg = (
+            self.op(name) for name in ("square", "exp", "add", "mul", "sub", "neg"))
 
     def _as_operand(self, value: Any) -> Any:
         return self._torch.from_numpy(value) if isinstance(value, np.ndarray) else value
@@ -75,8 +100,14 @@ class TorchEngine:
                 self._outputs.add(out)
             return out
 
-        op.__name__ = function.__name__
+        op.__name__ = getattr(function, "__name__", "op")
         return op
+
+    def op(self, name: str) -> Callable[..., Any]:
+        """One of `OPS` by its DeZero name (`op("matmul")`)."""
+        if name not in self._functions:
+            raise NotImplementedError(f"engine {self.name!r} does not provide {name!r}")
+        return self._op(self._functions[name])
 
     def variable(self, array: np.ndarray) -> Any:
         return self._torch.from_numpy(array).requires_grad_(True)
