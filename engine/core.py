@@ -1,4 +1,6 @@
-"""The DeZero core of steps 7-22: Variable, Function, the ops and Config.
+"""The DeZero core of steps 7-22 and 37-41: Variable, Function, Config, and the
+ops that Variable's operators and methods call (arithmetic with broadcasting,
+reshape, transpose, sum, sum_to, broadcast_to, matmul).
 
 The memory ideas of steps 16-18 are each a line or two, switched by `Config`
 so that the variants in `engine.variants` are configurations of this one
@@ -9,6 +11,10 @@ engine rather than copies of it:
 - step 18.1, `Config.free_intermediate_grads`: backward drops the grads of
   non-leaf variables unless called with `retain_grad=True`;
 - step 18.3, `Config.enable_backprop`: no graph is recorded at all.
+
+A Function holds its inputs (`self.inputs`) whenever it records a graph, so
+a backward that needs an input's data or shape reads it from there and the
+Function keeps nothing else.
 """
 from __future__ import annotations
 
@@ -215,6 +221,38 @@ class Variable:
     def __pow__(self, c: Any) -> "Variable":
         return pow(self, c)
 
+    def __matmul__(self, other: Any) -> "Variable":
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> "Variable":
+        return matmul(other, self)
+
+    # Tensor methods (steps 38-39), as in the book.
+    def reshape(self, *shape: Any) -> "Variable":
+        """`x.reshape(2, 3)` or `x.reshape((2, 3))`."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return reshape(self, tuple(shape))
+
+    def transpose(self, *axes: Any) -> "Variable":
+        """`x.transpose()` reverses the axes; `x.transpose(1, 0, 2)` or `x.transpose((1, 0, 2))` permutes them."""
+        if len(axes) == 0 or axes == (None,):
+            axes = None
+        elif len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = axes[0]
+        return transpose(self, axes)
+
+    @property
+    def T(self) -> "Variable":
+        return transpose(self)
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "Variable":
+        return sum(self, axis, keepdims)
+
+
+class Parameter(Variable):
+    """A Variable that a Layer owns and an optimizer updates (step 44)."""
+
 
 class Function:
     """An op of the graph: `forward` and `backward` work on raw ndarrays."""
@@ -250,12 +288,29 @@ class Function:
         raise NotImplementedError()
 
 
+def sum_to_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum `x` over the axes numpy broadcast to get from `shape` to `x.shape` (step 40's utils.sum_to)."""
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1)
+    return x.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+# The binary ops broadcast (step 40). Their backward sums a grad back to its
+# input's shape only when the two inputs' shapes differ, so the common
+# same-shape case costs one tuple comparison.
+
+
 class Add(Function):
     def forward(self, x0, x1):
         return x0 + x1
 
     def backward(self, gy):
-        return gy, gy
+        s0, s1 = self.inputs[0].data.shape, self.inputs[1].data.shape
+        if s0 == s1:
+            return gy, gy
+        return sum_to_shape(gy, s0), sum_to_shape(gy, s1)
 
 
 class Mul(Function):
@@ -264,7 +319,9 @@ class Mul(Function):
 
     def backward(self, gy):
         x0, x1 = self.inputs[0].data, self.inputs[1].data
-        return gy * x1, gy * x0
+        if x0.shape == x1.shape:
+            return gy * x1, gy * x0
+        return sum_to_shape(gy * x1, x0.shape), sum_to_shape(gy * x0, x1.shape)
 
 
 class Neg(Function):
@@ -280,7 +337,10 @@ class Sub(Function):
         return x0 - x1
 
     def backward(self, gy):
-        return gy, -gy
+        s0, s1 = self.inputs[0].data.shape, self.inputs[1].data.shape
+        if s0 == s1:
+            return gy, -gy
+        return sum_to_shape(gy, s0), sum_to_shape(-gy, s1)
 
 
 class Div(Function):
@@ -291,7 +351,9 @@ class Div(Function):
         x0, x1 = self.inputs[0].data, self.inputs[1].data
         gx0 = gy / x1
         gx1 = gy * (-x0 / x1**2)
-        return gx0, gx1
+        if x0.shape == x1.shape:
+            return gx0, gx1
+        return sum_to_shape(gx0, x0.shape), sum_to_shape(gx1, x1.shape)
 
 
 class Pow(Function):
@@ -325,6 +387,84 @@ class Exp(Function):
         return np.exp(x) * gy
 
 
+# Tensor ops (steps 38-41). Reshape, transpose and broadcast_to return numpy
+# views, so their outputs share their input's buffer; the grads that sum and
+# sum_to pass back are read-only broadcast views of gy (zero-copy, as in the
+# book and PyTorch's expand).
+
+
+class Reshape(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.inputs[0].data.shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes: tuple[int, ...] | None = None) -> None:
+        self.axes = axes
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        if self.axes is None:
+            return gy.transpose()
+        return gy.transpose(np.argsort([axis % gy.ndim for axis in self.axes]))  # the inverse permutation
+
+
+class Sum(Function):
+    def __init__(self, axis: int | tuple[int, ...] | None, keepdims: bool) -> None:
+        self.axis = axis
+        self.keepdims = keepdims
+
+    def forward(self, x):
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        shape = self.inputs[0].data.shape
+        if self.axis is not None and not self.keepdims:
+            gy = np.expand_dims(gy, self.axis)  # put back the summed axes, as size 1
+        return np.broadcast_to(gy, shape)
+
+
+class SumTo(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        return sum_to_shape(x, self.shape)
+
+    def backward(self, gy):
+        return np.broadcast_to(gy, self.inputs[0].data.shape)
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        return np.broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to_shape(gy, self.inputs[0].data.shape)
+
+
+class MatMul(Function):
+    """Matrix product of 2-D arrays (step 41)."""
+
+    def forward(self, x, W):
+        return x @ W
+
+    def backward(self, gy):
+        x, W = self.inputs[0].data, self.inputs[1].data
+        return gy @ W.T, x.T @ gy
+
+
 def add(x0: Any, x1: Any) -> Variable:
     return Add()(x0, x1)
 
@@ -355,3 +495,41 @@ def square(x: Any) -> Variable:
 
 def exp(x: Any) -> Variable:
     return Exp()(x)
+
+
+def reshape(x: Any, shape: tuple[int, ...]) -> Variable:
+    """No op, and no graph node, when `x` already has `shape` (as in the book)."""
+    x = as_variable(x)
+    if x.shape == tuple(shape):
+        return x
+    return Reshape(tuple(shape))(x)
+
+
+def transpose(x: Any, axes: tuple[int, ...] | None = None) -> Variable:
+    return Transpose(None if axes is None else tuple(axes))(x)
+
+
+def sum(x: Any, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Variable:  # noqa: A001 - DeZero's name
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return Sum(axis, keepdims)(x)
+
+
+def sum_to(x: Any, shape: tuple[int, ...]) -> Variable:
+    """Sum `x` down to `shape` (the reverse of broadcast_to); no op when it already has it."""
+    x = as_variable(x)
+    if x.shape == tuple(shape):
+        return x
+    return SumTo(tuple(shape))(x)
+
+
+def broadcast_to(x: Any, shape: tuple[int, ...]) -> Variable:
+    """Broadcast `x` to `shape`; no op when it already has it."""
+    x = as_variable(x)
+    if x.shape == tuple(shape):
+        return x
+    return BroadcastTo(tuple(shape))(x)
+
+
+def matmul(x: Any, W: Any) -> Variable:
+    return MatMul()(x, W)
