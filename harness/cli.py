@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("current", type=Path)
     compare.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
 
+    report = commands.add_parser(
+        "report", help="(re)build a run's report.html, or put two runs side by side in one page",
+        parents=[debug])
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help=run_arg + "; two: A (as the baseline) and B")
+    report.add_argument("--out", type=Path, default=None, metavar="FILE.html",
+                        help="where the page goes (default: RUN/report.html; for two runs "
+                             "report-A-vs-B.html here, never over an existing file)")
+
     explain = commands.add_parser(
         "explain", help="what an engine does to memory, and why: ownership, grads, the cycle, a picture",
         parents=[debug])
@@ -372,6 +380,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return comparison.exit_code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import re
+
+    from harness.report import REPORT_FILE, write_comparison, write_report
+
+    if len(args.runs) > 2:
+        raise UsageError(f"report takes one run or two (A and B), got {len(args.runs)}")
+    runs = [resolve_run_dir(run) for run in args.runs]
+    if len(runs) == 1 and args.out is None:  # derived from the run's data: rebuilt in place
+        print(write_report(runs[0]))
+        return 0
+    named = "-vs-".join(re.sub(r"[^\w.-]", "_", f"{run.parent.name}-{run.name}") for run in runs)
+    out = args.out or Path(f"report-{named}.html")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out}: a report is an .html file")
+    if out.exists() or out.name == REPORT_FILE and out.parent.resolve() in {r.resolve() for r in runs}:
+        raise UsageError(f"{out} exists or is a run's own report; choose another --out "
+                         "(a report is never written over a file)")
+    print(write_comparison(*runs, out) if len(runs) == 2 else write_report(runs[0], out=out))
+    return 0
+
+
 def cmd_baselines(args: argparse.Namespace) -> int:
     from harness.baselines import main as baselines_main
 
@@ -383,7 +413,7 @@ def _dispatch(argv: list[str]) -> int:
     commands = {"list": lambda: cmd_list(args.format), "run": lambda: cmd_run(args, argv),
                 "show": lambda: cmd_show(args), "check": lambda: cmd_check(args),
                 "explain": lambda: cmd_explain(args), "compare": lambda: cmd_compare(args),
-                "baselines": lambda: cmd_baselines(args)}
+                "report": lambda: cmd_report(args), "baselines": lambda: cmd_baselines(args)}
     return commands[args.command]()
 
 

@@ -613,6 +613,7 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
     from harness.check import check_summary
     from harness.observer import compare_with_reference, observer_table
     from harness.plots import provenance, write_plots
+    from harness.report import write_report
     from harness.results import RunTables, read_table, write_json, write_table
 
     measured = [o for o, spec in zip(outcomes, specs) if not spec.blind]
@@ -667,6 +668,10 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
         parent_peak_rss_bytes=_peak_rss_bytes(),
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
+    try:  # the run's data is all on disk by now: a page that cannot be drawn loses nothing
+        meta["report"] = write_report(run_dir, meta).name
+    except Exception as error:  # noqa: BLE001 - said, and rebuildable with `harness report RUN`
+        notify(f"report.html not written: {type(error).__name__}: {error}")
     write_json(run_dir / "meta.json", meta)
     return RunResult(run_dir, meta, RunTables(run_dir, {"summary": summary, **({"observer": small["observer"]}
                                                                                 if "observer" in small else {})}),
