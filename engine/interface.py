@@ -126,7 +126,9 @@ class DezeroStyleEngine:
             y.backward()
 
     def grad(self, x: Any) -> np.ndarray | None:
-        return x.grad
+        grad = x.grad
+        # The official DeZero's full core (steps 33+) keeps grads as Variables: their array.
+        return grad if grad is None or isinstance(grad, np.ndarray) else grad.data
 
     @contextlib.contextmanager
     def configured(self) -> Iterator[None]:

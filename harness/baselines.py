@@ -59,6 +59,8 @@ CI_SIZES: dict[str, CiSize] = {
     "exp18_retain_grad": CiSize({"gc": "off", "iterations": 2, "size": 1000}),
     # x = np.ones((20, 20, 20)): 64,000-byte arrays.
     "exp18_no_grad": CiSize({"gc": "off", "side": 20}),
+    # Two epochs of ten mini-batches: one step's graph and grads, exact with the GC off.
+    "exp_mlp": CiSize({"gc": "off", "epochs": 2}),
     # exp17_sweep has no CI size: its claims are about where the GC's
     # collections fall (GC on), which `check` judges in its own tests; a
     # baseline would compare only what exp17's already does.

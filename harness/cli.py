@@ -216,7 +216,9 @@ def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) ->
     swept = [p for p in experiment_params if p in summary and summary[p].nunique(dropna=False) > 1]
     view = [c for c in SUMMARY_VIEW[1:]
             if c not in SHOWN_WHEN_SET or (c in summary and summary[c].notna().any())]
-    return ["variant", *swept, *view]
+    # A workload's own figures (exp_mlp's loss per epoch), after the measured ones.
+    own = [c for c in summary.columns if c.startswith("loss_")]
+    return ["variant", *swept, *view, *own]
 
 
 def cmd_list(fmt: str = "text") -> int:

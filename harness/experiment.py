@@ -107,7 +107,8 @@ class Ref:
         value = row.get(self.column)
         if _missing(value):
             return None
-        return Fraction(int(value)) * self.scale + self.offset
+        number = Fraction(int(value)) if float(value).is_integer() else Fraction(float(value))
+        return number * self.scale + self.offset
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Expectation:
     """A statement the analytic model makes about one trial's summary row.
 
     `relation` is "==" (exact: tracemalloc's numpy domain with the GC off, or
-    a variant freed by reference counting alone), "<=", ">=" or "between"
+    a variant freed by reference counting alone), "<", "<=", ">=", ">" or "between"
     (`expected` is then a (low, high) pair). `expected` may be a `Ref`.
     """
 
@@ -138,6 +139,10 @@ class Expectation:
             return measured == expected
         if self.relation == "<=":
             return measured <= expected
+        if self.relation == "<":
+            return measured < expected
+        if self.relation == ">":
+            return measured > expected
         if self.relation == ">=":
             return measured >= expected
         if self.relation == "between":
@@ -225,6 +230,10 @@ class Experiment:
     # The engine ops a trial with these parameters calls: a user's engine that
     # lacks one is refused at plan time, not failed half-way.
     ops: Callable[[Params], frozenset[str]] = field(default=lambda p: frozenset({"square"}))
+    # The trial's own summary figures, from the rows its workload recorded
+    # (`Workbench.record`): exp_mlp's mean loss of its first and last epoch,
+    # which an Expectation can then judge like any measured figure.
+    recorded_figures: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
 
     def param(self, name: str) -> Param:
         for param in self.params:

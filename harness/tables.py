@@ -446,6 +446,9 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     row["overhead_all_probes"] = outcome.result.get("overhead_all_probes")
     row["overhead_all_probes_iqr"] = outcome.result.get("overhead_all_probes_iqr")
     row.update({k: v for k, v in outcome.result.items() if k.startswith("overhead_")})
+    if experiment.recorded_figures is not None:
+        row.update({name: value for name, value in experiment.recorded_figures(outcome.records).items()
+                    if name not in row})  # never over a measured figure
     return row
 
 
