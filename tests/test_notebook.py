@@ -87,4 +87,4 @@ def test_the_api_in_a_real_kernel_leaves_the_users_matplotlib_working(tmp_path: 
     printed = "".join(o.get("text", "") for o in after.outputs if o.get("output_type") == "stream")
     assert printed.startswith("backend ") and "inline" in printed, printed
     printed = "".join(o.get("text", "") for o in own.outputs if o.get("output_type") == "stream")
-    assert "own ok ['PASS', 'PASS'] ['memory', 'summary']" in printed, printed
+    assert "own ok ['PASS', 'PASS'] ['memory', 'summary', 'timeline']" in printed, printed
