@@ -128,7 +128,7 @@ class DezeroStyleEngine:
     def grad(self, x: Any) -> np.ndarray | None:
         grad = x.grad
         # The official DeZero's full core (steps 33+) keeps grads as Variables: their array.
-        return grad if grad is None or isinstance(grad, np.ndarray) else grad.data
+        return grad.data if isinstance(grad, self.variable_type) else grad
 
     @contextlib.contextmanager
     def configured(self) -> Iterator[None]:

@@ -84,11 +84,16 @@ def run(
     trial_env: dict[str, str] | None = None,
     malloc_trim: bool = False,
     force: bool = False,
+    pythons: Sequence[str] = (),
+    executor: str = "local",
+    scheduler: str | None = None,
 ) -> Run:
     """Run an experiment -- a name, a file (`PATH.py`), `module:NAME`, or an
     `harness.Experiment` defined right here (a notebook cell: its trials get it
     pickled) -- and a parameter given a list is swept. `force` runs trials the
     memory guard refuses, each under an address-space limit (see harness.guard).
+    `executor="dask"` runs each trial as a task on a Dask cluster: `scheduler`'s
+    ("tcp://HOST:PORT"), or a LocalCluster of `jobs` workers (harness.dask_executor).
 
     Interrupted (Ctrl-C, SIGTERM), the run writes what it measured, marks
     itself interrupted, and the interrupt is raised again, as a notebook
@@ -100,6 +105,8 @@ def run(
         command=f"harness.run({getattr(experiment, 'name', experiment)!r}, ...)",
         trial_env=dict(trial_env) if isinstance(trial_env, Mapping) else (trial_env or {}),
         malloc_trim=malloc_trim, force=force,
+        pythons=[pythons] if isinstance(pythons, str) else list(pythons),  # `pythons=["3.11", "3.13"]`
+        executor=executor, scheduler=scheduler,
     )
     result = run_experiment(config, show_progress=progress)
     if result.interrupted_by is not None:

@@ -1,7 +1,9 @@
 """Committed baselines: each experiment's summary at CI-sized parameters.
 
-`experiments/baselines/<experiment>/` holds the `summary.csv` and `meta.json`
-of one run made with the parameters and probes in `CI_SIZES`: small enough
+`experiments/baselines/python3.X/<experiment>/` holds the `summary.csv` and
+`meta.json` of one run, made on Python 3.X (the collector's thresholds and
+rules differ between minor versions, so each has its own; the interpreter
+running `check` picks its own), with the parameters and probes in `CI_SIZES`: small enough
 for CI (seconds), GC off so every numpy-domain byte and GC count is exact,
 no sampled probe and no overhead measurement (they cost time and judge
 nothing exact). They are refreshed only on purpose, after a change that is
@@ -36,7 +38,9 @@ from harness.errors import UsageError
 from harness.results import write_atomic, write_json
 
 # Package data of `experiments`, so a plain `pip install .` has them too.
-BASELINES_DIR = Path(experiments.__file__).resolve().parent / "baselines"
+BASELINES_ROOT = Path(experiments.__file__).resolve().parent / "baselines"
+PYTHON_MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
+BASELINES_DIR = BASELINES_ROOT / f"python{PYTHON_MINOR}"  # this interpreter's
 CI_PROBES = ("tracemalloc", "rss", "gc", "census")
 
 

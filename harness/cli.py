@@ -78,7 +78,9 @@ def resolve_run_dir(path: Path) -> Path:
         if name == "latest":
             raise UsageError(f"no run under {DEFAULT_OUT}/ to call latest")
         raise UsageError(f"{name} is neither a run directory nor an experiment with a run under {DEFAULT_OUT}/")
-    return max(runs, key=lambda run: (str(read_meta(run).get("started") or ""), run.name))
+    # Start times are to the second: two runs of one second are told apart by when they ended.
+    return max(runs, key=lambda run: (str(read_meta(run).get("started") or ""),
+                                      (run / "meta.json").stat().st_mtime_ns, run.name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="environment for the trial processes, e.g. MALLOC_MMAP_THRESHOLD_=65536 (repeatable)")
     run.add_argument("--malloc-trim", action="store_true",
                      help="call glibc malloc_trim(0) before each sample so RSS shows freed memory")
+    run.add_argument("--python", action="append", default=[], metavar="VERSION|PATH",
+                     help="run every trial under this interpreter too, e.g. --python 3.11 --python 3.13 "
+                          "(repeatable; its environment is prepared once with uv)")
     run.add_argument("--force", action="store_true",
                      help="run trials the memory guard refuses, each under an address-space limit")
+    run.add_argument("--executor", choices=("local", "dask"), default="local",
+                     help="where trials run: local processes (default), or one Dask task each (docs/scaling.md)")
+    run.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                     help="with --executor dask: the cluster's scheduler; default: a LocalCluster of --jobs workers")
 
     show = commands.add_parser("show", help="print a run's summary", parents=[debug, formats])
     show.add_argument("run_dir", type=Path, metavar="RUN", help=run_arg)
@@ -216,6 +225,8 @@ def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) ->
     swept = [p for p in experiment_params if p in summary and summary[p].nunique(dropna=False) > 1]
     view = [c for c in SUMMARY_VIEW[1:]
             if c not in SHOWN_WHEN_SET or (c in summary and summary[c].notna().any())]
+    if "interpreter" in swept:  # --python: each trial's full version and gen-0 threshold beside it
+        swept = [*swept, "python", "gc_threshold_gen0"]
     # A workload's own figures (exp_mlp's loss per epoch), after the measured ones.
     own = [c for c in summary.columns if c.startswith("loss_")]
     return ["variant", *swept, *view, *own]
@@ -278,11 +289,14 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         trial_env=_env_pairs(args.env),
         malloc_trim=args.malloc_trim,
         force=args.force,
+        pythons=args.python,
+        executor=args.executor,
+        scheduler=args.scheduler,
         command="python -m harness " + " ".join(argv),
     )
     result = run_experiment(config, show_progress=not args.quiet)
     summary = result.tables["summary"]
-    _print_table(summary, _summary_columns(summary, [p.name for p in experiment.params]))
+    _print_table(summary, _summary_columns(summary, list(result.meta.get("params", {}))))
     for failure in result.meta.get("failed_trials", []):
         print(f"trial {failure['trial']} {failure['variant']} {failure['status']}: {failure['error']}")
     _print_checks(result.checks, summary)

@@ -237,14 +237,35 @@ def metric_kind(metric: str, gc_off: bool) -> str | None:
     return None  # identity, parameters, status, the analytic model and its bounds: not measurements
 
 
-def _version(meta: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(meta.get("python", "")).split("."))
-
-
 def _trial_thresholds(meta: dict[str, Any]) -> list[Any]:
     # What the trials ran with, as recorded by each trial; the parent's otherwise.
     recorded = meta.get("trial_gc_thresholds") or [meta.get("gc_thresholds")]
     return [list(t) if t is not None else None for t in recorded]
+
+
+def _minor(version: Any) -> str:
+    return ".".join(str(version).split(".")[:2])
+
+
+def trial_minors(run: ComparedRun) -> pd.Series:
+    """Each trial's Python minor version ("3.13"): what it recorded, else the run's."""
+    summary = run.summary
+    recorded = summary["python"] if "python" in summary else pd.Series([None] * len(summary), index=summary.index)
+    return recorded.where(recorded.notna(), run.meta.get("python")).map(_minor)
+
+
+def _thresholds_by_minor(run: ComparedRun) -> dict[str, list[Any]]:
+    """Python minor -> the GC thresholds its trials ran with (each trial's own where recorded)."""
+    columns = [f"gc_threshold_gen{g}" for g in range(3)]
+    minors = trial_minors(run)
+    if not all(c in run.summary for c in columns) or run.summary[columns].isna().all().all():
+        return {minor: _trial_thresholds(run.meta) for minor in set(minors)}
+    found: dict[str, list[Any]] = {}
+    for minor, (_, row) in zip(minors, run.summary[columns].iterrows()):
+        values = [None if pd.isna(v) else int(v) for v in row]
+        if values not in found.setdefault(minor, []):
+            found[minor].append(values)
+    return found
 
 
 def comparability(baseline: ComparedRun, current: ComparedRun) -> tuple[list[str], list[str], bool]:
@@ -256,12 +277,24 @@ def comparability(baseline: ComparedRun, current: ComparedRun) -> tuple[list[str
     if b.get("python_implementation") != c.get("python_implementation"):
         problems.append(f"Python implementation {b.get('python_implementation')} (baseline) "
                         f"vs {c.get('python_implementation')} (current)")
-    if _version(b)[:2] != _version(c)[:2]:
-        problems.append(f"Python {b.get('python')} (baseline) vs {c.get('python')} (current)")
-    if _trial_thresholds(b) != _trial_thresholds(c):
-        problems.append(f"GC thresholds {_trial_thresholds(b)} (baseline) vs {_trial_thresholds(c)} (current)")
+    # Trials are matched by Python minor version (a run made with --python has several).
+    minors_b, minors_c = _thresholds_by_minor(baseline), _thresholds_by_minor(current)
+    shared = sorted(set(minors_b) & set(minors_c))
+    if not shared:
+        versions = {side: sorted({str(v) for v in run.summary.get("python", pd.Series(dtype=object)).dropna()})
+                    or [str(run.meta.get("python"))] for side, run in (("b", baseline), ("c", current))}
+        problems.append(f"Python {', '.join(versions['b'])} (baseline) vs {', '.join(versions['c'])} (current): "
+                        "trials are matched by Python minor version and the runs share none")
+    for minor in shared:
+        if minors_b[minor] != minors_c[minor]:
+            problems.append(f"GC thresholds on Python {minor}: {minors_b[minor]} (baseline) vs {minors_c[minor]} "
+                            "(current)")
 
     warnings: list[str] = []
+    only = sorted(set(minors_b) ^ set(minors_c))
+    if shared and only:
+        warnings.append(f"trials on Python {', '.join(only)} ran in one run only: trials are matched by Python "
+                        "minor version, so those are not compared")
     if not problems and b.get("python") != c.get("python"):
         warnings.append(f"Python {b.get('python')} (baseline) vs {c.get('python')} (current)")
     if b.get("probes") != c.get("probes"):
@@ -289,19 +322,25 @@ def _native(value: Any) -> Any:
 
 
 def _trial_groups(run: ComparedRun) -> dict[tuple, pd.DataFrame]:
-    keys = ["variant", *[p for p in run.param_names if p in run.summary]]
+    """Trials by variant, parameters and Python minor version (the interpreter
+    parameter of a --python run is that minor version: it is not a key twice)."""
+    keys = ["variant", *[p for p in run.param_names if p in run.summary and p != "interpreter"], PYTHON_KEY]
     if run.summary.empty or "variant" not in run.summary:
         return {}
     groups = {}
-    for values, group in run.summary.groupby(keys, dropna=False, sort=False):
+    for values, group in run.summary.assign(**{PYTHON_KEY: trial_minors(run)}).groupby(keys, dropna=False,
+                                                                                        sort=False):
         values = values if isinstance(values, tuple) else (values,)
         groups[tuple(zip(keys, map(_native, values)))] = group
     return groups
 
 
+PYTHON_KEY = "python_minor"
+
+
 def _label(key: tuple, varying: set[str]) -> str:
     variant = dict(key)["variant"]
-    shown = [f"{name}={value}" for name, value in key if name in varying]
+    shown = [f"{'python' if name == PYTHON_KEY else name}={value}" for name, value in key if name in varying]
     return " ".join([variant, *shown])
 
 
@@ -473,6 +512,8 @@ def compare(baseline: Path | str, current: Path | str, tolerance: float | None =
     result = Comparison(base, cur, tolerance, alpha, warnings=warnings, require_every_trial=require_every_trial)
     # Trials are labelled by variant and the parameters either run swept.
     varying = {name for run in (base, cur) for name, value in run.meta["params"].items() if isinstance(value, list)}
+    if len({dict(key)[PYTHON_KEY] for key in [*base_groups, *cur_groups]}) > 1:
+        varying.add(PYTHON_KEY)
     for key in base_groups:
         if key not in cur_groups:
             result.uncompared.append(f"baseline trial {_label(key, varying)} is not in the current run")

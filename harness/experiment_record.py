@@ -149,9 +149,13 @@ def experiment_of_run(meta: dict[str, Any]) -> Experiment:
     """The definition a reader lays a run out by: the installed one for a
     built-in experiment, else the stand-in made from what the run recorded."""
     if is_built_in(meta):
+        from harness.interpreters import INTERPRETER_PARAM, with_interpreters
         from harness.registry import get_experiment
 
-        return get_experiment(str(meta["experiment"]))
+        experiment = get_experiment(str(meta["experiment"]))
+        if INTERPRETER_PARAM in (meta.get("params") or {}):  # a run with --python
+            experiment = with_interpreters(experiment, [])
+        return experiment
     return stand_in(meta)
 
 

@@ -41,6 +41,8 @@ from harness.experiment import Experiment, Params
 from harness.experiment_record import CHECKS_FILE, checks_table, describe, record_definition
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.inference import INFERRED, choose_all
+from harness import interpreters
+from harness.interpreters import INTERPRETER_PARAM, Interpreter, with_interpreters
 from harness.meta import PROJECT_ROOT, collect_metadata
 from harness.probes import PROBE_NAMES, sample_columns_for
 from harness.probes.sampler import read_phases
@@ -54,6 +56,7 @@ DEFAULT_OUT = Path("results")
 MAX_TIMEOUT_S = (2**31 - 1) // 1000
 # The plan is built in the parent before anything runs; past this it is a typo.
 MAX_TRIALS = 100_000
+EXECUTORS = ("local", "dask")
 
 
 @dataclass
@@ -78,9 +81,16 @@ class RunConfig:
     malloc_trim: bool = False
     # Run trials the memory guard would refuse, each under an address-space limit.
     force: bool = False
+    # Where trials run: "local" (processes of this machine) or "dask" (one task each on
+    # a Dask cluster: `scheduler`'s, or a LocalCluster of `jobs` workers; harness.dask_executor).
+    executor: str = "local"
+    scheduler: str | None = None
     # Run a blind twin beside every trial and check that the probes did not
     # move the collector (harness.observer).
     verify_observer: bool = False
+    # Interpreters every trial of the plan runs under (`--python 3.11 --python
+    # 3.13`: a version or a path; harness.interpreters); empty: this one.
+    pythons: Sequence[str] = ()
 
 
 @dataclass
@@ -92,6 +102,11 @@ class Plan:
     config: RunConfig
     source: registry.Source = registry.Source(registry.BUILT_IN, "")
     notes: list[str] = field(default_factory=list)
+    # --python: the interpreters by minor version ("3.13"), a plan parameter of their own
+    interpreters: dict[str, Interpreter] = field(default_factory=dict)
+    # and the executable each one's trials run with, once its environment is prepared
+    executables: dict[str, str] = field(default_factory=dict)
+    code_path: str | None = None  # the trials' PYTHONPATH under another interpreter
 
     def specs(self, run_dir: Path, memory_limit_bytes: int | None = None) -> list[TrialSpec]:
         """The trials of the plan (and, with verify_observer, their blind twins after them)."""
@@ -117,12 +132,36 @@ class Plan:
                     parent_pid=os.getpid(),
                     variant_pickle=shipped.get(variant),
                     experiment_pickle=experiment_pickle,
+                    **self._interpreter_of(params),
                 )
             )
         if self.config.verify_observer:
             specs += [replace(spec, trial=spec.trial + len(specs), blind=True, measure_overhead=False,
                               events_path=str(_blind_path(Path(spec.events_path)))) for spec in specs]
         return specs
+
+
+    def _interpreter_of(self, params: Params) -> dict[str, Any]:
+        minor = params.get(INTERPRETER_PARAM)
+        if minor is None or self.interpreters[minor].is_own:
+            return {}
+        return {"python": self.executables[minor], "pythonpath": self.code_path}
+
+    def prepare_interpreters(self, say: Callable[[str], None]) -> None:
+        """Each interpreter's environment, before any trial starts (one line and exit 2 if one fails)."""
+        if not self.interpreters:
+            return
+        needs = interpreters.requirements(self.variants)
+        self.executables = {minor: interpreters.environment(found, needs, say)
+                            for minor, found in self.interpreters.items()}
+        if any(not found.is_own for found in self.interpreters.values()):
+            self.code_path = interpreters.project_path(interpreters.cache_dir().parent / "code" / _code_key())
+
+
+def _code_key() -> str:
+    import hashlib
+
+    return hashlib.sha256(str(PROJECT_ROOT).encode()).hexdigest()[:16]
 
 
 def _blind_path(events_path: Path) -> Path:
@@ -148,6 +187,9 @@ def parse_param_overrides(experiment: Experiment, items: Sequence[str]) -> dict[
 
 def make_plan(config: RunConfig) -> Plan:
     experiment, source = registry.find(config.experiment)
+    chosen_pythons = _interpreters(config)
+    if chosen_pythons:
+        experiment = with_interpreters(experiment, list(chosen_pythons))
     variants = list(config.variants) or list(experiment.variants)
     offered: dict[str, frozenset[str]] = {}  # each engine's ops, where known before a trial
     notes: list[str] = []  # said before the run starts
@@ -177,6 +219,10 @@ def make_plan(config: RunConfig) -> Plan:
             raise UsageError(f"--env takes KEY=VALUE, got a bad name {key!r}")
         if not isinstance(value, str):
             raise UsageError(f"--env {key}: the value must be a string, got {value!r}")
+    if config.executor not in EXECUTORS:
+        raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {config.executor!r}")
+    if config.scheduler is not None and config.executor != "dask":
+        raise UsageError("--scheduler needs --executor dask")
     timeout = config.timeout_s
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
                                 or not (0 < timeout <= MAX_TIMEOUT_S)):
@@ -187,7 +233,11 @@ def make_plan(config: RunConfig) -> Plan:
         if probe not in PROBE_NAMES:
             raise UsageError(f"unknown probe {probe!r}; choose from: {', '.join(PROBE_NAMES)}")
 
+    if chosen_pythons:
+        interpreters.refuse_own_only(list(chosen_pythons.values()), variants)
     values: dict[str, list[Any]] = {p.name: experiment.default_values(p.name) for p in experiment.params}
+    if chosen_pythons:
+        values[INTERPRETER_PARAM] = list(chosen_pythons)
     for name, given in config.params.items():
         param = experiment.param(name)
         given_list = given if isinstance(given, (list, tuple)) else [given]
@@ -209,7 +259,20 @@ def make_plan(config: RunConfig) -> Plan:
                     f"variant {name!r} has no {', '.join(missing)}, which {experiment.name} needs"
                     + (f" (op={params['op']})" if "op" in params else "")
                     + f"; it offers {', '.join(sorted(ops)) or 'no op'}")
-    return Plan(experiment, variants, param_sets, probes, config, source, notes)
+    return Plan(experiment, variants, param_sets, probes, config, source, notes, chosen_pythons)
+
+
+def _interpreters(config: RunConfig) -> dict[str, Interpreter]:
+    if isinstance(config.pythons, (str, bytes)) or not all(isinstance(p, str) for p in config.pythons):
+        raise UsageError(f"pythons must be a list of versions or paths, got {config.pythons!r}")
+    found: dict[str, Interpreter] = {}
+    for requested in config.pythons:
+        interpreter = interpreters.find(requested)
+        if interpreter.minor in found:
+            raise UsageError(f"--python {requested}: Python {interpreter.minor} is named twice "
+                             f"({found[interpreter.minor].path} and {interpreter.path})")
+        found[interpreter.minor] = interpreter
+    return found
 
 
 def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
@@ -244,11 +307,12 @@ def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
                 outcome.status, outcome.error = "failed", event["error"]
 
 
-def _trial_env(extra: dict[str, str]) -> dict[str, str]:
+def _trial_env(extra: dict[str, str], code_path: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
-    # The trial imports this checkout's packages even when it is not installed.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    # The trial imports this checkout's packages even when it is not installed;
+    # under another interpreter, from links to them alone (harness.interpreters).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_path or str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -316,18 +380,29 @@ def execute_trial(
 ) -> TrialOutcome:
     """Run one trial in a fresh interpreter and read back what it recorded."""
     interruption = interruption or Interruption()
-    outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params)
     if interruption.signum is not None:
-        outcome.status = "interrupted"
-        outcome.error = f"not started: the run was stopped by {signal.Signals(interruption.signum).name}"
-        return outcome
-    events_path = Path(spec.events_path)
-    log_path = events_path.with_suffix(".log")
+        return not_started(spec, interruption.signum)
+    returncode, timed_out = run_trial_process(spec, timeout_s, _trial_env(env, spec.pythonpath), interruption)
+    return judge_trial(spec, returncode, timed_out, timeout_s, interruption.signum)
+
+
+def not_started(spec: TrialSpec, signum: int) -> TrialOutcome:
+    outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params, status="interrupted")
+    outcome.error = f"not started: the run was stopped by {signal.Signals(signum).name}"
+    return outcome
+
+
+def run_trial_process(spec: TrialSpec, timeout_s: float | None, env: dict[str, str],
+                      interruption: Interruption) -> tuple[int, bool]:
+    """`python -m harness.trial` with the spec on stdin, its output to the .log beside its event
+    log, run to its end or its timeout: its exit status, and whether the timeout killed it."""
+    log_path = Path(spec.events_path).with_suffix(".log")
+    timed_out = False
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness.trial"],
+            [spec.python or sys.executable, "-m", "harness.trial"],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            env=_trial_env(env), text=True,
+            env=env, text=True,
             process_group=0,  # a terminal's Ctrl-C goes to the run, which decides
         )
         interruption.started(process)
@@ -335,7 +410,7 @@ def execute_trial(
             process.communicate(json.dumps(asdict(spec)), timeout=timeout_s)
         except subprocess.TimeoutExpired:
             kill_group(process)
-            outcome.status, outcome.error = "timeout", f"exceeded --timeout {timeout_s:g} s"
+            timed_out = True
         except BaseException:
             kill_group(process)
             raise
@@ -347,29 +422,40 @@ def execute_trial(
             # while it exists its id is not given to another process.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, timed_out
+
+
+def judge_trial(spec: TrialSpec, returncode: int, timed_out: bool, timeout_s: float | None,
+                stopped_by: int | None) -> TrialOutcome:
+    """A finished trial's outcome from the files beside spec.events_path and its exit status
+    (`stopped_by`: the signal that stopped the run, if one did); a Dask worker's trial alike."""
+    outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params)
+    if timed_out:
+        outcome.status, outcome.error = "timeout", f"exceeded --timeout {timeout_s:g} s"
     _read_events(spec, outcome)
     if outcome.status == "timeout" and spec.measure_overhead and outcome.result:
         # The measured workload finished in time; only its --overhead re-runs did not.
         outcome.status, outcome.error = "ok", ""
         outcome.result["overhead_not_measured"] = f"the --overhead re-runs exceeded the trial's {timeout_s:g} s"
         return outcome
-    if interruption.signum is not None and process.returncode != 0 and outcome.status == "ok":
+    if stopped_by is not None and returncode != 0 and outcome.status == "ok":
         # (a trial that had already failed keeps its own reason)
         outcome.status = "interrupted"
-        outcome.error = f"stopped by {signal.Signals(interruption.signum).name} to the run"
-    elif outcome.status == "ok" and process.returncode != 0:
-        if process.returncode < 0:
+        outcome.error = f"stopped by {signal.Signals(stopped_by).name} to the run"
+    elif outcome.status == "ok" and returncode != 0:
+        if returncode < 0:
             outcome.status = "killed"
-            outcome.error = f"killed by signal {-process.returncode}"
-            if -process.returncode == signal.SIGKILL:
+            outcome.error = f"killed by signal {-returncode}"
+            if -returncode == signal.SIGKILL:
                 outcome.error += " (SIGKILL: out of memory, or killed from outside)"
-            elif -process.returncode == signal.SIGBUS:
+            elif -returncode == signal.SIGBUS:
                 outcome.error += " (SIGBUS: no room for its sample file: is the disk full?)"
         else:
             outcome.status = "failed"
-            outcome.error = outcome.error or _last_line(log_path) or _silent_exit(process.returncode)
+            log_path = Path(spec.events_path).with_suffix(".log")
+            outcome.error = outcome.error or _last_line(log_path) or _silent_exit(returncode)
     if outcome.status == "ok" and not outcome.result:
-        outcome.status, outcome.error = "failed", _silent_exit(process.returncode)
+        outcome.status, outcome.error = "failed", _silent_exit(returncode)
     return outcome
 
 
@@ -393,6 +479,10 @@ def run_trials(
     """Run the trials, `config.jobs` at once; `finished` sees each outcome in
     plan order, as soon as it and those before it are done."""
     interruption = interruption or Interruption()
+    if config.executor == "dask":  # the same trials, each a task on the run's Dask cluster
+        from harness import dask_executor
+
+        return dask_executor.run_trials(specs, config, progress, interruption, finished)
     outcomes: dict[int, TrialOutcome] = {}
     timeout_s = trial_timeout(config, len(specs[0].probes) if specs else 0)
     with ThreadPoolExecutor(max_workers=config.jobs) as pool:
@@ -432,6 +522,10 @@ def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
         "timeout_s": config.timeout_s,
         "trial_env": dict(config.trial_env),
         "malloc_trim": config.malloc_trim,
+        **({"interpreters": {minor: {"requested": found.requested, "path": found.path, "version": found.version,
+                                     "gc_thresholds": list(found.gc_thresholds),
+                                     "executable": plan.executables.get(minor, found.path)}
+                             for minor, found in plan.interpreters.items()}} if plan.interpreters else {}),
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "finished": None,
@@ -495,6 +589,10 @@ def guard_memory(plan: Plan, models: dict[str, Any] | None = None) -> GuardRepor
     copies = plan.config.repeats * (2 if plan.config.verify_observer else 1)  # repeats, blind twins
     needs = trial_needs(plan.experiment, plan.variants, plan.param_sets, copies=copies,
                         models={v: c.variant for v, c in (models or {}).items()})
+    if plan.config.executor == "dask":  # judged against the workers' memory, not this machine's
+        from harness import dask_executor
+
+        return dask_executor.guard_memory(needs, plan.config.force)
     return check_memory(needs, plan.config.jobs, plan.config.force)
 
 
@@ -505,11 +603,21 @@ def _stderr(line: str) -> None:
 def run_experiment(
     config: RunConfig, show_progress: bool = True, notify: Callable[[str], None] = _stderr
 ) -> RunResult:
+    if config.executor == "dask":  # the cluster lives as long as the run (harness.dask_executor)
+        from harness import dask_executor
+
+        with dask_executor.cluster_for_run(config, notify):
+            return _run_experiment(config, show_progress, notify)
+    return _run_experiment(config, show_progress, notify)
+
+
+def _run_experiment(config: RunConfig, show_progress: bool, notify: Callable[[str], None]) -> RunResult:
     from harness.results import new_run_dir, write_json
 
     plan = make_plan(config)
     for note in plan.notes:
         notify(note)
+    plan.prepare_interpreters(notify)
     # The model each variant's trials are judged by; a user's engine is examined now (harness.inference).
     models = choose_all(plan.variants, config.timeout_s)
     guard = guard_memory(plan, models)  # refuses before anything is written
@@ -533,6 +641,10 @@ def run_experiment(
         meta = start_meta(plan, run_dir)
         meta["memory_guard"] = guard.as_meta()
         meta["models"] = {variant: choice.columns() for variant, choice in models.items()}
+        if config.executor == "dask":  # the scheduler and its workers, as the guard found them
+            from harness.dask_executor import cluster_meta
+
+            meta["cluster"] = cluster_meta()
         try:
             write_json(run_dir / "meta.json", meta)
             record_definition(run_dir, plan.experiment, plan.source, config.command)

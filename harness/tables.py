@@ -99,6 +99,15 @@ SUMMARY_COLUMNS = {
     "overhead_all_probes_iqr": "the interquartile range of those per-round ratios",
     # and overhead_<probe>, overhead_<probe>_iqr: that probe alone
 }
+# With --executor dask only, after the columns above: where each trial ran.
+WORKER_COLUMNS = {
+    "worker": "the host name of the Dask worker that ran the trial",
+    "worker_address": "that worker's address at the scheduler (tcp://HOST:PORT)",
+    "worker_memory_limit_bytes": "the worker's Dask memory_limit (empty: none), which the memory guard judged by",
+    "worker_nthreads": "trials that worker runs at once (its threads)",
+    "worker_python": "the Python version of the worker's own interpreter",
+    "worker_numpy": "the numpy version on the worker",
+}
 GC_SUMMARY_COLUMNS = ("gc_collections", "gc_collections_gen0", "gc_collections_gen1", "gc_collections_gen2",
                       "gc_collected_objects", "gc_uncollectable")
 
@@ -123,6 +132,8 @@ class TrialOutcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     start: dict[str, Any] = field(default_factory=dict)
+    # Where a Dask worker ran it (WORKER_COLUMNS, harness.dask_executor); empty for a local trial.
+    worker: dict[str, Any] = field(default_factory=dict)
 
     def sample_chunks(self, rows: int) -> Iterator[pd.DataFrame]:
         """The trial's sample rows as tables of at most `rows` rows each, in order."""
@@ -446,6 +457,7 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     row["overhead_all_probes"] = outcome.result.get("overhead_all_probes")
     row["overhead_all_probes_iqr"] = outcome.result.get("overhead_all_probes_iqr")
     row.update({k: v for k, v in outcome.result.items() if k.startswith("overhead_")})
+    row.update({k: outcome.worker.get(k) for k in WORKER_COLUMNS if outcome.worker})
     if experiment.recorded_figures is not None:
         row.update({name: value for name, value in experiment.recorded_figures(outcome.records).items()
                     if name not in row})  # never over a measured figure

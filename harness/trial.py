@@ -64,6 +64,8 @@ class TrialSpec:
     parent_pid: int | None = None  # the run's process, which this trial must not outlive
     variant_pickle: str | None = None  # a variant the user registered in the run's process (engine.variants.pickled)
     experiment_pickle: str | None = None  # an experiment a notebook defined (harness.registry.pickled)
+    python: str | None = None  # the interpreter the trial runs under (--python); None: the run's own
+    pythonpath: str | None = None  # where that interpreter imports this project's packages from
 
 
 class EventLog:

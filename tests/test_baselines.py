@@ -227,6 +227,7 @@ def test_the_baselines_are_installed_with_the_package(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     wheel, = tmp_path.glob("dezero_memlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for experiment in CI_SIZES:
-        assert {f"experiments/baselines/{experiment}/summary.csv",
-                f"experiments/baselines/{experiment}/meta.json"} <= names
+    for minor in ("3.11", "3.12", "3.13"):  # one set per Python minor version
+        for experiment in CI_SIZES:
+            assert {f"experiments/baselines/python{minor}/{experiment}/summary.csv",
+                    f"experiments/baselines/python{minor}/{experiment}/meta.json"} <= names

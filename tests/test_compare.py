@@ -359,13 +359,26 @@ def test_an_exact_metric_that_varies_between_repeats_fails(tmp_path):
     assert row.current == ("varies", 320_000, 640_000) and row.verdict == REGRESSION
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda m: m.update(python="3.12.1"), "Python 3.11.7 (baseline) vs 3.12.1 (current)"),
-    (lambda m: m.update(trial_gc_thresholds=[[100, 10, 10]]), "GC thresholds"),
-    (lambda m: m.update(experiment="exp18"), "experiment exp17 (baseline) vs exp18 (current)"),
+def with_threshold(table):
+    table["gc_threshold_gen0"] = 100  # as each trial records it
+
+
+def on_python(version):
+    def edit(table):
+        table["python"] = version
+    return edit
+
+
+@pytest.mark.parametrize("edit, summary, reason", [
+    (lambda m: m.update(python="3.12.1"), on_python("3.12.1"),
+     "Python 3.11.7 (baseline) vs 3.12.1 (current): trials are matched by Python minor version and the runs "
+     "share none"),
+    (lambda m: m.update(trial_gc_thresholds=[[100, 10, 10]]), with_threshold,
+     "GC thresholds on Python 3.11: [[700, 10, 10]] (baseline) vs [[100, 10, 10]]"),
+    (lambda m: m.update(experiment="exp18"), None, "experiment exp17 (baseline) vs exp18 (current)"),
 ])
-def test_runs_that_are_not_comparable_exit_2_with_one_line(tmp_path, capsys, edit, reason):
-    current = copy_run(BASELINE, tmp_path / "cur", meta=edit)
+def test_runs_that_are_not_comparable_exit_2_with_one_line(tmp_path, capsys, edit, summary, reason):
+    current = copy_run(BASELINE, tmp_path / "cur", meta=edit, summary=summary)
     assert main(["compare", str(BASELINE), str(current)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1
