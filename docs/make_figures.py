@@ -62,6 +62,16 @@ FIGURES_LIST = (
     Figure("exp17_sweep", "sweep", "exp17_sweep",
            "python -m harness run exp17_sweep --param size=1e2,1e3,1e4,1e5 --param depth=1,3,9 --jobs 2",
            {"params": {"size": [100, 1_000, 10_000, 100_000], "depth": [1, 3, 9]}, "jobs": 2}),
+    Figure("exp17_pythons", "memory", "exp17",
+           "python -m harness run exp17 --python 3.11 --python 3.12 --python 3.13 --param iterations=300",
+           {"pythons": ["3.11", "3.12", "3.13"], "params": {"iterations": 300}}),
+    Figure("exp_mlp_memory", "memory", "exp_mlp", "python -m harness run exp_mlp"),
+    Figure("exp_mlp_sweep", "summary", "exp_mlp",
+           "python -m harness run exp_mlp --param batch=30,100,300 --param hidden=10,100,1000",
+           {"params": {"batch": [30, 100, 300], "hidden": [10, 100, 1000]}}),
+    Figure("exp_mlp_sweep_memory", "memory", "exp_mlp",
+           "python -m harness run exp_mlp --param batch=30,100,300 --param hidden=10,100,1000",
+           {"params": {"batch": [30, 100, 300], "hidden": [10, 100, 1000]}}),
 )
 
 

@@ -162,14 +162,20 @@ def step_bytes(p: Params, b: int, intermediate_grads: bool) -> int:
 def expected(variant: str, p: Params) -> Expected:
     sizes = batch_sizes(p)
     ownership = GRAPH_OWNERSHIP.get(variant)
+    # No exact peak is claimed (an op's temporaries while the previous step is still
+    # bound); for the memory guard, a ceiling: two whole steps and three more
+    # activation-sized temporaries beyond what is held.
+    ceiling = 2 * step_bytes(p, p.batch, True) + 3 * activation_bytes(p, p.batch)
     if ownership == CYCLIC:
         every_step = data_bytes(p) + sum(step_bytes(p, b, True) for b in sizes)
-        return Expected(every_step, bound=p.gc == "on")
+        return Expected(every_step, bound=p.gc == "on", guard_peak=every_step + ceiling)
     if ownership == REFCOUNTED:
-        return Expected(data_bytes(p) + step_bytes(p, sizes[-1], intermediate_grads=variant == "weakref"))
+        return Expected(data_bytes(p) + step_bytes(p, sizes[-1], intermediate_grads=variant == "weakref"),
+                        guard_peak=data_bytes(p) + ceiling)
     if ownership == NO_GRAPH:  # evaluation: the batch, h, y and the loss; a1 died inside sigmoid
         b = sizes[-1]
-        return Expected(data_bytes(p) + batch_bytes(p, b) + (b * p.hidden + b * CLASSES + 1) * _a(p))
+        return Expected(data_bytes(p) + batch_bytes(p, b) + (b * p.hidden + b * CLASSES + 1) * _a(p),
+                        guard_peak=data_bytes(p) + ceiling)
     return Expected(None)
 
 

@@ -244,6 +244,8 @@ def trial_need(experiment: Experiment, variant: str, params: Params,
     modelled = model_variant or modelled_as(variant)
     model = experiment.expected(modelled, p)
     peak, basis = model.numpy_bytes_peak, "model"
+    if peak is None and model.guard_peak is not None:  # no exact peak, but a ceiling for the guard
+        peak, basis = model.guard_peak, "the model's ceiling"
     cyclic = GRAPH_OWNERSHIP.get(modelled) == CYCLIC
     if (peak is not None and model.bound and cyclic and p.get("gc") == "on"
             and "iterations" in p and "depth" in p):

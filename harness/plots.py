@@ -376,10 +376,14 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
     within, once = _phase_names(samples)
     seen = {"gc": set(), "peak": False, "debt": False}
     iteration_axis = True
+    # One loop under several interpreters (--python): one scale, so the panels compare at a glance.
+    shared: dict[str, Any] = {"numpy": None, "rss": None} if facets.names == ["interpreter"] else {}
     for n, key in enumerate(facets.keys):
         row, col = facets.cell(n)
-        ax_numpy = fig.add_subplot(grid[2 * row, col])
-        ax_rss = fig.add_subplot(grid[2 * row + 1, col], sharex=ax_numpy)
+        ax_numpy = fig.add_subplot(grid[2 * row, col], sharey=shared.get("numpy"))
+        ax_rss = fig.add_subplot(grid[2 * row + 1, col], sharex=ax_numpy, sharey=shared.get("rss"))
+        if shared and shared["numpy"] is None:
+            shared.update(numpy=ax_numpy, rss=ax_rss)
         ax_numpy.tick_params(labelbottom=False)
         rows = facets.select(samples, key)
         events = facets.select(gc_events, key) if gc_events is not None and len(gc_events) else pd.DataFrame()
@@ -396,6 +400,12 @@ def memory_figure(experiment: Experiment, samples: pd.DataFrame, gc_events: pd.D
             ax.tick_params(labelsize=8)
         if row == facets.nrows - 1 or n + facets.ncols >= len(facets):
             ax_rss.set_xlabel(_x_label(iteration_axis, within), fontsize=8.5)
+    if shared:  # each panel fitted its own data; the shared scale must hold every panel's
+        for first in (shared["numpy"], shared["rss"]):
+            siblings = [ax for ax in fig.axes if first.get_shared_y_axes().joined(first, ax)]
+            low = min(ax.dataLim.y0 for ax in siblings)
+            high = max(max(ax.dataLim.y1, ax.get_ylim()[1]) for ax in siblings)
+            first.set_ylim(min(low, first.get_ylim()[0]), high + 0.04 * (high - low))
     title = f"{experiment.name}: {experiment.title}"
     handles = palette.handles(v for v in palette if v in set(samples.get("variant", pd.Series(dtype=str)).astype(str)))
     handles += [Line2D([], [], linestyle="none", marker=GC_MARKERS.get(g, "o"), markersize=8,

@@ -90,3 +90,14 @@ def test_the_same_loop_trains_identically_on_another_engine(other: str, tmp_path
         assert row["numpy_bytes_final"] == row["expected_numpy_bytes_final"]
     else:
         assert pd.isna(run.summary.set_index("variant").loc[other, "numpy_bytes_final"])
+
+
+def test_the_memory_guard_judges_a_plan_by_the_models_ceiling(tmp_path: Path) -> None:
+    from harness.errors import UsageError
+
+    run = small_run(tmp_path, params={"epochs": 2, "batch": [30, 300], "hidden": 200})
+    for _, row in run.summary.iterrows():  # the ceiling holds what was measured
+        p = Params(get_experiment("exp_mlp").defaults(), epochs=2, batch=int(row["batch"]), hidden=200)
+        assert row["numpy_bytes_peak"] <= expected(row["variant"], p).guard_peak
+    with pytest.raises(UsageError, match=r"memory guard: trial strongref .* \(the model's ceiling\)"):
+        small_run(tmp_path, params={"batch": 300, "hidden": 10**6})

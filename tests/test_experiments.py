@@ -163,6 +163,17 @@ def test_sweep_collections_stay_while_strongref_bytes_grow_with_size(tmp_path: P
     assert "sweep" in result.figures()
 
 
+def test_at_depth_one_the_first_collection_may_come_before_a_whole_graph_count(tmp_path: Path) -> None:
+    """6 containers a graph: the loop's own containers make the first collection
+    come half a graph before threshold / 6 (114.5 graphs at the peak on 3.11,
+    where floor(700 / 6) - 1 = 115 was claimed): the floor keeps their margin."""
+    result = small_run("exp17_sweep", tmp_path, variants=["strongref"], params={"size": 100, "depth": 1})
+    peak = int(result.summary.loc[0, "numpy_bytes_peak"])
+    threshold = gc.get_threshold()[0]
+    assert (threshold - 32) // 6 - 1 <= peak / 1600 < threshold // 6
+    assert_all_checks_pass(result)
+
+
 def test_sweep_claims_no_collection_only_where_none_can_come(tmp_path: Path) -> None:
     """Just below the threshold in graphs' containers, the loop's own containers
     and an op's temporaries can still make a collection come (on 3.11, 43
