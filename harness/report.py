@@ -31,6 +31,7 @@ from harness.results import load_run, write_atomic
 REPORT_FILE = "report.html"
 PLOTS = ("memory", "timeline", "summary", "sweep", "census")  # shown in this order, then any other PNG
 GC_EVENT_ROWS = 200  # the rest is in gc_events.csv
+FOLDED_CHECKS = 20  # more passed checks than this are folded away
 MEASURED_BESIDE_EXPECTED = (
     ("numpy_bytes_final", "expected_numpy_bytes_final"),
     ("numpy_bytes_peak", "expected_numpy_bytes_peak"),
@@ -139,14 +140,25 @@ def summary_html(meta: dict[str, Any], summary: pd.DataFrame, checks: list[Any])
 
 
 def checks_html(checks: list[Any]) -> str:
+    """Failed checks in full; passed ones too when few, else folded (a 36-trial sweep has a hundred)."""
     if not checks:
         return '<p class="muted">No expectation applies to this run\'s trials: measured, not checked.</p>'
-    failed = sum(not c.passed for c in checks)
-    ordered = sorted(checks, key=lambda c: c.passed)  # failures first
-    rows = [[f'<td class="verdict text">{"PASS" if c.passed else "FAIL"}</td>', _td(c.line()[5:], "text")]
-            for c in ordered]
-    return (f"<p>{len(checks) - failed} passed, {failed} failed</p>"
-            + _table(["verdict", "check"], rows, ["pass" if c.passed else "fail" for c in ordered]))
+    failed = [c for c in checks if not c.passed]
+    passed = [c for c in checks if c.passed]
+
+    def table(group: list[Any]) -> str:
+        rows = [[f'<td class="verdict text">{"PASS" if c.passed else "FAIL"}</td>', _td(c.line()[5:], "text")]
+                for c in group]
+        return _table(["verdict", "check"], rows, ["pass" if c.passed else "fail" for c in group])
+
+    parts = [f"<p>{len(passed)} passed, {len(failed)} failed</p>"]
+    if failed:
+        parts.append(table(failed))
+    if passed and (len(checks) <= FOLDED_CHECKS and not failed):
+        parts.append(table(passed))
+    elif passed:
+        parts.append(f"<details><summary>the {len(passed)} that passed</summary>{table(passed)}</details>")
+    return "".join(parts)
 
 
 def _png(path: Path) -> str:
