@@ -118,11 +118,11 @@ for _variant in (
 
 
 def _official_ops() -> frozenset[str]:
-    return offered_ops(dezero_official.load_core_simple())
+    return dezero_official.offered_ops(full_core=False)
 
 
 def _official_core_ops() -> frozenset[str]:
-    return offered_ops(dezero_official.load_core()) | offered_ops(dezero_official.load_functions())
+    return dezero_official.offered_ops(full_core=True)
 
 
 def _torch(name: str, grad_enabled: bool) -> Callable[[], EngineAPI]:

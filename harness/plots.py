@@ -266,13 +266,15 @@ def _legend(fig: Figure, handles: list[Any], title: str) -> None:
     if not handles:
         fig.suptitle(title, fontsize=10)
         return
-    # As many columns as fit the width (an entry: its handle, then ~0.06 in a character of its text;
+    # As many columns as fit the width (an entry: its handle and spacing, then ~0.075 in a character of its text;
     # matplotlib fills the columns top to bottom).
-    widths = [0.6 + 0.062 * len(str(h.get_label())) for h in handles]
+    widths = [0.75 + 0.075 * len(str(h.get_label())) for h in handles]
     columns = 1
     for count in range(len(handles), 0, -1):
-        rows = math.ceil(len(handles) / count)
-        if sum(max(widths[c * rows:(c + 1) * rows], default=0) for c in range(count)) <= fig.get_figwidth() - 0.4:
+        # matplotlib gives the first len % count columns one entry more than the rest
+        sizes = [len(handles) // count + (c < len(handles) % count) for c in range(count)]
+        starts = [sum(sizes[:c]) for c in range(count)]
+        if sum(max(widths[a:a + n], default=0) for a, n in zip(starts, sizes)) <= fig.get_figwidth() - 0.4:
             columns = count
             break
     fig.legend(handles=handles, loc="outside upper center", ncols=columns, fontsize=8, frameon=False,

@@ -8,6 +8,8 @@ missing extra fails the test instead of hiding it.
 """
 from __future__ import annotations
 
+import json
+
 import importlib.util
 import os
 import subprocess
@@ -164,6 +166,27 @@ def test_official_dezero_is_core_simple_loaded_without_importing_the_package(nee
     assert "dezero" not in sys.modules  # its __init__ would fail on numpy 2 (np.int)
     x = module.Variable(np.array(3.0))
     assert (x * x + 1).data == 10.0  # setup_variable() installed the operators
+
+
+def test_the_official_ops_read_from_source_are_those_its_modules_offer(needs_dezero) -> None:
+    """A plan is checked without importing the official DeZero in the run's process:
+    the ops read from its source (ast) must be exactly those its loaded modules offer."""
+    import subprocess
+
+    script = ("import sys, json\n"
+              "from engine.adapters import dezero_official as d\n"
+              "from engine.interface import offered_ops\n"
+              "before = 'dezero' in sys.modules\n"
+              "static = [sorted(d.offered_ops(False)), sorted(d.offered_ops(True))]\n"
+              "after = 'dezero' in sys.modules\n"
+              "loaded = [sorted(offered_ops(d.load_core_simple())),\n"
+              "          sorted(offered_ops(d.load_core()) | offered_ops(d.load_functions()))]\n"
+              "print(json.dumps([before, after, static, loaded]))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    before, after, static, loaded = json.loads(done.stdout)
+    assert not before and not after  # reading the source imported nothing
+    assert static == loaded and "softmax_cross_entropy" in static[1] and "linear" not in static[0]
 
 
 def test_official_dezero_gradients_match_ours_and_free_intermediate_grads(needs_dezero) -> None:

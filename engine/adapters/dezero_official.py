@@ -137,3 +137,30 @@ def load_functions() -> ModuleType:
 
     load_core()
     return sys.modules["dezero.functions"]
+
+
+# The ops each official module offers, read from its source (ast) rather than
+# imported: a plan is checked in the run's own process -- a notebook's --
+# which must not gain a stand-in `dezero` package in sys.modules for it.
+BOOK_FUNCTIONS = frozenset({"square", "exp"})  # what load_core_simple / load_core add
+
+
+def _functions_defined(path: Path) -> frozenset[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    # and what it re-exports from the package's other modules (functions.py: conv2d, pooling, ...)
+    defined |= {alias.asname or alias.name for node in tree.body
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dezero.")
+                for alias in node.names}
+    return frozenset(name for name in defined if name[:1].islower())  # functions, not the classes
+
+
+def offered_ops(full_core: bool) -> frozenset[str]:
+    """The public functions of core_simple.py (or of core.py and functions.py), and the book's two."""
+    path = core_simple_path()
+    if path is None:
+        return frozenset()
+    files = [path.parent / "core.py", path.parent / "functions.py"] if full_core else [path]
+    return frozenset().union(*(_functions_defined(f) for f in files)) | BOOK_FUNCTIONS
