@@ -4,9 +4,10 @@ Why Dask: a sweep of independent trials outgrows one machine, and Dask
 distributed already does everything spreading them needs -- a scheduler,
 workers started by hand (dask-scheduler, dask-worker), on Kubernetes or
 under SLURM (dask-jobqueue), placement, and noticing a worker that died.
-The harness schedules nothing itself: each trial is one task. Without
---scheduler the run starts a LocalCluster here (`--jobs` worker processes,
-one thread each) and closes it when the run ends.
+The harness schedules nothing itself: each trial is one task, submitted
+when a worker thread is free for it. Without --scheduler the run starts a
+LocalCluster here (`--jobs` worker processes, one thread each) and closes
+it when the run ends.
 
 What isolation holds: the task starts the same fresh `python -m
 harness.trial` process a local run starts (its own process group, the same
@@ -35,14 +36,15 @@ does not run that task again (allowed-failures 0 on a cluster the run
 starts; an external scheduler's setting is recorded, and a re-run it makes
 is said and recorded), the trial is recorded failed, naming the worker, and
 the run goes on. Ctrl-C on the client stops the running trials on their
-workers (their files come back: nothing measured is lost), cancels the
-tasks not started and closes a cluster the run started.
+workers (their files come back: nothing measured is lost), submits no
+more, and closes a cluster the run started.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import platform
 import shutil
@@ -124,8 +126,9 @@ class Cluster:
         if self.scheduler is None:
             # A trial whose worker died is not run again: it is recorded failed.
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                self._local = distributed.LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, silence_logs=logging.ERROR)
+                self._local = distributed.LocalCluster(n_workers=self.n_workers, threads_per_worker=1,
+                                                       processes=True, dashboard_address=None,
+                                                       silence_logs=logging.ERROR)
             self._client = distributed.Client(self._local)
             # Its workers share this terminal's process group; its Ctrl-C is the run's to handle.
             self._client.register_plugin(_terminal_signals_plugin(), name="harness-terminal-signals")
@@ -133,10 +136,12 @@ class Cluster:
             try:
                 self._client = distributed.Client(self.scheduler, timeout=CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as error:
+                reason = str(error).splitlines()[0] if str(error) else "no answer"
                 raise UsageError(f"--scheduler {self.scheduler}: cannot reach a Dask scheduler there "
-                                 f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no answer'})"
-                                 ) from None
-        self.allowed_failures = self._client.run_on_scheduler(_allowed_failures)
+                                 f"({type(error).__name__}: {reason})") from None
+        # (a lambda goes by value: the scheduler needs nothing of this project installed)
+        self.allowed_failures = int(self._client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.allowed_failures))
         if self.allowed_failures:
             self.notify(f"dask: this scheduler runs a task again when its worker dies, up to "
                         f"{self.allowed_failures} times (distributed.scheduler.allowed-failures): such a trial "
@@ -223,37 +228,53 @@ def _memory_of(facts: dict[str, Any]) -> int:
 
 def run_trials(specs: list[TrialSpec], config: RunConfig, progress: Callable[[TrialOutcome], None],
                interruption: Interruption, finished: Callable[[TrialSpec, TrialOutcome], None]) -> list[TrialOutcome]:
-    """`harness.runner.run_trials` on the cluster: every trial submitted at once (the
-    scheduler places them), each outcome seen in plan order as soon as it and those before it are in."""
+    """`harness.runner.run_trials` on the cluster. A trial is submitted when a worker thread
+    is free for it, so none waits in a worker's queue (where that worker's death would take
+    it too); `finished` sees each outcome in plan order, as soon as it and those before it are in."""
     distributed = _distributed()
     cluster = _current()
     client = cluster.client()
     timeout_s = trial_timeout(config, len(specs[0].probes) if specs else 0)
     run_token = uuid.uuid4().hex  # names this run's trials on the workers, for a stop
-    futures = [client.submit(run_on_worker, spec, timeout_s, dict(config.trial_env), run_token,
-                             key=f"harness-trial-{spec.trial:05d}-{run_token}", pure=False,
-                             priority=len(specs) - n)  # in plan order
-               for n, spec in enumerate(specs)]
-    outcomes = []
+    threads = _Threads(client)
+    futures: list[Any] = []  # the trials submitted so far, in plan order
+    outcomes: list[TrialOutcome] = []
     stop_deadline: float | None = None
     try:
-        for spec, future in zip(specs, futures):
-            while not future.done():
+        for n, spec in enumerate(specs):
+            while True:
                 if interruption.signum is not None and stop_deadline is None:
                     stop_deadline = time.monotonic() + STOP_GRACE_S
-                    _stop(client, futures, run_token, interruption.signum)
-                if stop_deadline is not None and time.monotonic() > stop_deadline:
-                    future.cancel()
+                    _stop_on_workers(client, run_token, interruption.signum)
+                running = [f for f in futures if not f.done()]
+                if stop_deadline is None:
+                    for later in specs[len(futures):len(futures) + max(0, threads() - len(running))]:
+                        futures.append(client.submit(run_on_worker, later, timeout_s, dict(config.trial_env),
+                                                     run_token, key=f"harness-trial-{later.trial:05d}-{run_token}",
+                                                     pure=False))
+                        running.append(futures[-1])
+                if n < len(futures) and futures[n].done():
                     break
-                with contextlib.suppress(TimeoutError):
-                    distributed.wait([future], timeout=POLL_S)
-            outcome = _outcome(spec, future, timeout_s, interruption, cluster)
-            future.release()  # its files are on disk now: the worker may forget them
+                if n >= len(futures) and stop_deadline is not None:
+                    break  # never submitted: the run was stopped first
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    futures[n].cancel()
+                    break
+                if running:
+                    with contextlib.suppress(TimeoutError):
+                        distributed.wait(running, timeout=POLL_S, return_when="FIRST_COMPLETED")
+                else:  # no worker thread yet (a worker that died is being restarted)
+                    time.sleep(POLL_S)
+            if n < len(futures):
+                outcome = _outcome(spec, futures[n], timeout_s, interruption, cluster)
+                futures[n].release()  # its files are on disk now: the worker may forget them
+            else:
+                outcome = not_started(spec, interruption.signum)
             outcomes.append(outcome)
             progress(outcome)
             finished(spec, outcome)
     except BaseException:
-        _stop(client, futures, run_token, interruption.signum or signal.SIGINT)
+        _stop_on_workers(client, run_token, interruption.signum or signal.SIGINT)
         raise
     finally:
         with contextlib.suppress(Exception):
@@ -262,14 +283,28 @@ def run_trials(specs: list[TrialSpec], config: RunConfig, progress: Callable[[Tr
     return outcomes
 
 
-def _stop(client: Any, futures: list[Any], run_token: str, signum: int) -> None:
-    """Stop the run's trials on every worker (what they wrote still comes back) and cancel
-    the tasks no worker has started."""
+class _Threads:
+    """The cluster's worker threads: how many trials may run at once (asked again every few
+    seconds, so workers that join or leave count)."""
+
+    REFRESH_S = 2.0
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._count, self._asked = client, 0, -math.inf
+
+    def __call__(self) -> int:
+        if time.monotonic() - self._asked > self.REFRESH_S:
+            with contextlib.suppress(Exception):  # the scheduler's answer may be late: keep the last
+                self._count = sum(self._client.nthreads().values())
+                self._asked = time.monotonic()
+        return self._count
+
+
+def _stop_on_workers(client: Any, run_token: str, signum: int) -> None:
+    """Stop the run's trials on every worker: running ones are killed (what they wrote still
+    comes back), and none starts after."""
     with contextlib.suppress(Exception):  # a worker that is gone has nothing to stop
         client.run(_stop_trials, run_token, int(signum), on_error="ignore")
-    with contextlib.suppress(Exception):
-        running = {key for keys in client.processing().values() for key in keys}
-        client.cancel([f for f in futures if not f.done() and f.key not in running], force=True)
 
 
 def _outcome(spec: TrialSpec, future: Any, timeout_s: float | None, interruption: Interruption,
@@ -277,22 +312,26 @@ def _outcome(spec: TrialSpec, future: Any, timeout_s: float | None, interruption
     from distributed import KilledWorker
 
     signum = interruption.signum
-    if future.cancelled() or future.status == "cancelled":
-        return not_started(spec, signum or signal.SIGINT)
+    if future.cancelled():  # stopped, and its files did not come back in time
+        return TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params, status="interrupted",
+                            error=f"stopped by {signal.Signals(signum or signal.SIGINT).name} to the run; "
+                                  f"its worker sent nothing back within {STOP_GRACE_S} s")
     try:
         returned = future.result()
     except KilledWorker as error:
         address = getattr(error.last_worker, "address", str(error.last_worker))
         host = cluster.workers.get(address, {}).get("worker", "")
+        runs = int(getattr(error, "allowed_failures", 0)) + 1
         outcome = TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params, status="failed",
                                error=f"its Dask worker {address}{f' on {host}' if host else ''} died while running "
-                                     "it (the trial dies with its worker); nothing it measured came back")
-        outcome.worker = {"worker": host or None, "worker_address": address}
+                                     "it (the trial dies with its worker); nothing it measured came back"
+                                     + (f"; the scheduler ran it {runs} times, and each time its worker died"
+                                        if runs > 1 else ""))
+        outcome.worker = {"worker": host or None, "worker_address": address, "worker_reruns": runs - 1}
         return outcome
     except Exception as error:  # noqa: BLE001 - the task's own fault, or the cluster's: this trial's, said
-        if signum is not None:
-            return not_started(spec, signum)
-        return TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params, status="failed",
+        return TrialOutcome(spec.trial, spec.variant, spec.repeat, spec.params,
+                            status="failed" if signum is None else "interrupted",
                             error=f"its Dask task failed: {type(error).__name__}: {error}")
     if not returned["started"]:
         return not_started(spec, signum or returned["stopped_by"] or signal.SIGINT)
@@ -303,11 +342,13 @@ def _outcome(spec: TrialSpec, future: Any, timeout_s: float | None, interruption
                           signum or returned["stopped_by"])
     outcome.worker = returned["worker"]
     if cluster.allowed_failures:
-        reruns = cluster.client().run_on_scheduler(_reruns, future.key)
+        key = future.key  # the times a worker holding it died (TaskState.suspicious)
+        reruns = cluster.client().run_on_scheduler(
+            lambda dask_scheduler: int(getattr(dask_scheduler.tasks.get(key), "suspicious", 0)))
+        outcome.worker["worker_reruns"] = reruns
         if reruns:
-            outcome.worker["worker_reruns"] = reruns
-            cluster.notify(f"trial {spec.trial} {spec.variant}: run {reruns + 1} times: the scheduler ran it again "
-                           f"after {reruns} worker(s) died running it; these are the last run's figures")
+            cluster.notify(f"trial {spec.trial} {spec.variant}: the scheduler ran it again after {reruns} "
+                           "worker(s) holding it died; these are the figures of the run that finished")
     return outcome
 
 
@@ -377,16 +418,6 @@ def _worker_facts(dask_worker: Any) -> dict[str, Any]:
 
 def _trial_facts(facts: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in facts.items() if key != "worker_available_bytes"}
-
-
-def _allowed_failures(dask_scheduler: Any) -> int:
-    return int(dask_scheduler.allowed_failures)
-
-
-def _reruns(dask_scheduler: Any, key: str) -> int:
-    """How often this task's worker died under it before the run that counted."""
-    task = dask_scheduler.tasks.get(key)
-    return int(task.suspicious) if task is not None else 0
 
 
 def _terminal_signals_plugin() -> Any:

@@ -107,6 +107,8 @@ WORKER_COLUMNS = {
     "worker_nthreads": "trials that worker runs at once (its threads)",
     "worker_python": "the Python version of the worker's own interpreter",
     "worker_numpy": "the numpy version on the worker",
+    "worker_reruns": "times the scheduler ran the trial again after a worker holding it died (a scheduler "
+                     "whose allowed-failures is above 0; never on the run's own LocalCluster)",
 }
 GC_SUMMARY_COLUMNS = ("gc_collections", "gc_collections_gen0", "gc_collections_gen1", "gc_collections_gen2",
                       "gc_collected_objects", "gc_uncollectable")
