@@ -16,9 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import psutil
@@ -29,6 +27,7 @@ from harness.errors import UsageError
 from harness.probes import sample_columns_for
 from harness.probes.sampler import read_samples
 from harness.trial import sample_file
+from test_faults import wait_for  # poll until a condition holds, or fail saying what was awaited
 
 
 def _require_distributed() -> None:
@@ -193,7 +192,8 @@ def test_ctrl_c_stops_the_trials_on_their_workers_keeps_what_they_measured_and_e
         env={**os.environ, "TMPDIR": str(scratch)}, start_new_session=True)  # a terminal's foreground group
     try:
         wait_for(lambda: len([log for log in scratch.glob("dask-scratch-space/*/*/*.jsonl")
-                              if sample_rows(log) >= 3]) == 2, "both trials' samples on their workers")
+                              if sample_rows(log) >= 3]) == 2, "both trials' samples on their workers",
+                 seconds=60)
         tree = {p.pid for p in psutil.Process(process.pid).children(recursive=True)}
         os.killpg(process.pid, signal.SIGINT)  # the whole group, workers included, as a terminal does
         _, stderr = process.communicate(timeout=90)
@@ -213,14 +213,6 @@ def test_ctrl_c_stops_the_trials_on_their_workers_keeps_what_they_measured_and_e
     assert set(samples.variant) == {"weakref", "no_grad"}  # what the stopped trials measured came back
     assert (samples.groupby("variant").size() >= 3).all()
     assert not still_running(tree), "a worker or trial outlived the run"
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def sample_rows(log: Path) -> int:

@@ -13,6 +13,7 @@ import weakref
 from typing import Callable
 
 import numpy as np
+from test_engine_gradients import numerical_grad  # central differences, element by element
 import pytest
 
 import engine as E
@@ -35,22 +36,6 @@ def setting(request):
         for name, value in SETTINGS[request.param].items():
             stack.enter_context(using_config(name, value))
         yield request.param
-
-
-def numerical_grad(f: Callable[..., Variable], *arrays: np.ndarray) -> list[np.ndarray]:
-    """Central differences of sum(f(*arrays).data) with respect to each array, element by element."""
-    grads = []
-    for i, array in enumerate(arrays):
-        grad = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            shifted = [a.copy() for a in arrays]
-            shifted[i][index] = array[index] + EPS
-            plus = np.sum(f(*(Variable(a) for a in shifted)).data)
-            shifted[i][index] = array[index] - EPS
-            minus = np.sum(f(*(Variable(a) for a in shifted)).data)
-            grad[index] = (plus - minus) / (2 * EPS)
-        grads.append(grad)
-    return grads
 
 
 def check(f: Callable[..., Variable], *arrays: np.ndarray, rtol: float = 1e-6, atol: float = 1e-7) -> None:
