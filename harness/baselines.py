@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import experiments
-from harness.compare import TOLERANCE_HELP
+from harness.tolerance import TOLERANCE_HELP
 from harness.errors import UsageError
 from harness.results import write_atomic, write_json
 

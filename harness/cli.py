@@ -30,11 +30,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from harness.compare import TOLERANCE_HELP
 from harness.errors import ResultsNotWritten, UsageError
 from harness.output_formats import FORMATS, emit, records
+from harness.tolerance import TOLERANCE_HELP
+
+if TYPE_CHECKING:  # pandas is imported by the commands that read tables, not by --help
+    import pandas as pd
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -216,6 +219,8 @@ def _env_pairs(items: Sequence[str]) -> dict[str, str]:
 
 
 def _print_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    import pandas as pd
+
     view = table[[c for c in columns if c in table]]
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(view.astype(object).where(view.notna(), "-").to_string(index=False))

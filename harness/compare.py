@@ -51,16 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
 from harness.errors import UsageError
 from harness.results import read_meta, read_table
+from harness.tolerance import DEFAULT_ALPHA, DEFAULT_TOLERANCE, TOLERANCE_HELP, check_settings  # noqa: F401
 
-DEFAULT_TOLERANCE = 0.10  # the minimum factor minus one: medians must differ by more than 10 %
-DEFAULT_ALPHA = 0.05      # the one-sided Mann-Whitney U test's significance level
-TOLERANCE_HELP = ("minimum factor minus one for noisy metrics (RSS, time), as a fraction: 0.1 (the default) "
-                  "means the current median must exceed the baseline's by more than 10%%, in addition to "
-                  "a significant Mann-Whitney U test over the repeats")
 EXIT_OK, EXIT_REGRESSION, EXIT_NOT_COMPARABLE = 0, 1, 2
 
 # The switch for GC counts and the census (GC_AND_CENSUS below). True (the
@@ -438,6 +433,8 @@ def _ratio(b: float, c: float) -> float:
 
 
 def _p(current: pd.Series, baseline: pd.Series, alternative: str) -> float:
+    from scipy.stats import mannwhitneyu  # half a second to import: only when repeats are compared
+
     p = float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
     return 1.0 if math.isnan(p) else p  # every value equal: no evidence either way
 
@@ -473,14 +470,6 @@ def _noisy_row(label: str, metric: str, kind: str, base: pd.Series, cur: pd.Seri
 
 
 # --- the comparison ---------------------------------------------------------------
-
-def check_settings(tolerance: float, alpha: float = DEFAULT_ALPHA) -> None:
-    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
-        raise UsageError("--tolerance is the minimum factor minus one, a fraction (0.1: the current median must "
-                         f"exceed the baseline's by more than 10%); it must be at least 0, got {tolerance!r}")
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise UsageError(f"alpha is the test's significance level, a probability between 0 and 1, got {alpha!r}")
-
 
 def compare(baseline: Path | str, current: Path | str, tolerance: float | None = None,
             alpha: float | None = None, require_every_trial: bool = False) -> Comparison:

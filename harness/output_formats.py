@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("text", "json", "csv")
 
 
 def native(value: Any) -> Any:
     """A value JSON can hold: numpy and pandas scalars as Python ones, NaN and <NA> as None."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    pandas = sys.modules.get("pandas")  # a value can be pandas' NA only once pandas is imported
+    if value is None or (pandas is not None and (value is pandas.NA or value is pandas.NaT)):
         return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
         value = value.item()
@@ -43,5 +45,7 @@ def emit(fmt: str, document: Mapping[str, Any], rows: Iterable[Mapping[str, Any]
         json.dump(native(document), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
+        import pandas as pd
+
         table = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         table.to_csv(sys.stdout, index=False)

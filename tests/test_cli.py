@@ -141,3 +141,17 @@ def test_no_traceback_unless_debug_is_given(tmp_path: Path) -> None:
                           text=True, cwd=tmp_path, timeout=60)
     assert loud.returncode != 0
     assert "Traceback" in loud.stderr and "UsageError: unknown experiment 'exp99'" in loud.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["run", "--help"]])
+def test_help_and_list_import_no_table_or_plot_library(args: list[str]) -> None:
+    """pandas, scipy and matplotlib cost most of a second to import: a command that reads no table pays none."""
+    script = ("import sys, contextlib, io\n"
+              "from harness.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+              f"    main({args!r})\n"
+              "print(sorted(m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
