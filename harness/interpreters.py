@@ -26,6 +26,7 @@ harness's own interpreter only; asked otherwise, the plan is refused.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -227,7 +228,9 @@ def project_path(root: Path) -> str:
     for package in (engine, harness, experiments):
         source = Path(package.__file__).resolve().parent
         link = root / source.name
-        if not link.exists():
+        if link.is_symlink() and link.resolve() != source:  # the checkout moved since
+            link.unlink()
+        with contextlib.suppress(FileExistsError):  # another run made it a moment ago
             link.symlink_to(source, target_is_directory=True)
     return str(root)
 

@@ -140,7 +140,6 @@ class Plan:
                               events_path=str(_blind_path(Path(spec.events_path)))) for spec in specs]
         return specs
 
-
     def _interpreter_of(self, params: Params) -> dict[str, Any]:
         minor = params.get(INTERPRETER_PARAM)
         if minor is None or self.interpreters[minor].is_own:
