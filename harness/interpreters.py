@@ -12,7 +12,8 @@ memory_profiler and cloudpickle (and the official DeZero for its variants):
 the harness's own interpreter has them; for any other one an environment is
 made once with uv (the fast, well-kept installer, a dependency of this
 package), with the same versions of those packages as the run's own
-process, so exact figures cannot differ by a numpy version, and cached
+process where the interpreter has them (the newest below them where not;
+what was installed is recorded in meta.json), and cached
 under ~/.cache/dezero-memlab/envs, keyed by the interpreter and the
 requirements. A file written after the install marks it ready, so a failed
 or interrupted install is rebuilt, never used. The harness's own code is not installed there: the trial imports it
@@ -133,13 +134,16 @@ def find(requested: str, timeout_s: float = 30) -> Interpreter:
 
 
 def requirements(variants: Iterable[str]) -> list[str]:
-    """What a trial of these variants imports, at the run's own versions."""
+    """What a trial of these variants imports: at the run's own versions where
+    the interpreter has them, else the newest below them (numpy 2.5 has no 3.11
+    wheels: a 3.13 run's 3.11 trials get 2.4). What was installed is recorded
+    (`packages`), since an exact figure may differ between numpy versions."""
     from importlib.metadata import PackageNotFoundError, version
 
     pinned = []
     for package in TRIAL_PACKAGES:
         try:
-            pinned.append(f"{package}=={version(package)}")
+            pinned.append(f"{package}<={version(package)}")
         except PackageNotFoundError:
             pinned.append(package)
     for prefix, requirement in VARIANT_EXTRAS:
@@ -214,6 +218,21 @@ def environment(interpreter: Interpreter, needs: list[str], say: Callable[[str],
         ready.write_text(json.dumps({"interpreter": interpreter.path, "version": interpreter.version,
                                      "requirements": needs}) + "\n")
     return str(python)
+
+
+def packages(python: str) -> dict[str, str]:
+    """The versions of what a trial imports, as installed for `python`."""
+    script = ("import json, importlib.metadata as m\n"
+              f"names = {list(TRIAL_PACKAGES)!r}\n"
+              "found = {}\n"
+              "for name in names:\n"
+              "    try:\n"
+              "        found[name] = m.version(name)\n"
+              "    except m.PackageNotFoundError:\n"
+              "        pass\n"
+              "print(json.dumps(found))\n")
+    done = subprocess.run([python, "-I", "-c", script], capture_output=True, text=True, timeout=60)
+    return json.loads(done.stdout) if done.returncode == 0 else {}
 
 
 def project_path(root: Path) -> str:

@@ -523,7 +523,8 @@ def start_meta(plan: Plan, run_dir: Path) -> dict[str, Any]:
         "malloc_trim": config.malloc_trim,
         **({"interpreters": {minor: {"requested": found.requested, "path": found.path, "version": found.version,
                                      "gc_thresholds": list(found.gc_thresholds),
-                                     "executable": plan.executables.get(minor, found.path)}
+                                     "executable": plan.executables.get(minor, found.path),
+                                     "packages": interpreters.packages(plan.executables.get(minor, found.path))}
                              for minor, found in plan.interpreters.items()}} if plan.interpreters else {}),
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

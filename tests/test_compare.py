@@ -33,6 +33,11 @@ from harness.compare import (
 )
 
 BASELINE = BASELINES_DIR / "exp17"
+# What the baseline of this interpreter's minor version was made on (3.11.7, 3.13.0, ...).
+MADE_ON = json.loads((BASELINE / "meta.json").read_text())["python"]
+MINOR = ".".join(MADE_ON.split(".")[:2])
+THRESHOLDS = json.loads((BASELINE / "meta.json").read_text())["trial_gc_thresholds"]
+ANOTHER_MINOR = "3.12.1" if MINOR != "3.12" else "3.11.7"
 
 
 # The committed baselines are comparable only on the Python minor version
@@ -370,11 +375,11 @@ def on_python(version):
 
 
 @pytest.mark.parametrize("edit, summary, reason", [
-    (lambda m: m.update(python="3.12.1"), on_python("3.12.1"),
-     "Python 3.11.7 (baseline) vs 3.12.1 (current): trials are matched by Python minor version and the runs "
-     "share none"),
+    (lambda m: m.update(python=ANOTHER_MINOR), on_python(ANOTHER_MINOR),
+     f"Python {MADE_ON} (baseline) vs {ANOTHER_MINOR} (current): trials are matched by Python minor version "
+     "and the runs share none"),
     (lambda m: m.update(trial_gc_thresholds=[[100, 10, 10]]), with_threshold,
-     "GC thresholds on Python 3.11: [[700, 10, 10]] (baseline) vs [[100, 10, 10]]"),
+     f"GC thresholds on Python {MINOR}: {THRESHOLDS} (baseline) vs [[100, 10, 10]]"),
     (lambda m: m.update(experiment="exp18"), None, "experiment exp17 (baseline) vs exp18 (current)"),
 ])
 def test_runs_that_are_not_comparable_exit_2_with_one_line(tmp_path, capsys, edit, summary, reason):
@@ -402,12 +407,12 @@ def drop_no_grad(table):
 
 def test_lesser_differences_are_warnings(tmp_path):
     def elsewhere(meta):
-        meta.update(python="3.11.9", platform="Linux-other")
+        meta.update(python=f"{MINOR}.99", platform="Linux-other")
     comparison = compare(BASELINE, copy_run(BASELINE, tmp_path / "cur", meta=elsewhere,
                                             summary=drop_no_grad))
     assert comparison.exit_code == 0
     warnings = "\n".join(comparison.warnings)
-    assert "Python 3.11.7 (baseline) vs 3.11.9 (current)" in warnings
+    assert f"Python {MADE_ON} (baseline) vs {MINOR}.99 (current)" in warnings
     assert "RSS not judged" in warnings and "platform" in warnings
     assert "baseline trial no_grad is not in the current run" in warnings
     assert rows_by(comparison, "weakref")["rss_peak_bytes"].verdict == NOT_JUDGED

@@ -99,6 +99,12 @@ def test_a_bad_interpreter_is_one_line_before_any_trial(args: list[str], says: s
 
 
 def test_torch_runs_only_on_the_harness_interpreter(tmp_path: Path) -> None:
+    from engine.variants import get_variant
+
+    if not get_variant("torch").available():  # elsewhere it is refused as not installed, first
+        if os.environ.get("MEMLAB_REQUIRE_EXTRAS") == "1":
+            pytest.fail("torch is not installed; CI requires every compared engine")
+        pytest.skip("torch is not installed here")
     other = other_interpreter()
     done = cli("run", "exp17", "--variant", "torch", "--python", other, "--out", str(tmp_path / "out"),
                cwd=tmp_path)

@@ -5,6 +5,8 @@ bound drawn as a bound, and the mprof-style timeline. Built from one small
 real run and from small tables with the real columns."""
 from __future__ import annotations
 
+import gc
+
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +130,13 @@ def plot_axes(fig: Figure) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def swept_run(tmp_path_factory: pytest.TempPathFactory) -> harness.Run:
-    """exp17 over two sizes, three variants; 60 iterations, so strongref's
-    collector runs; the sampled probe, so there is a timeline; plots written."""
+    """exp17 over two sizes, three variants; enough iterations that strongref's
+    collector runs (a graph leaves 16 containers: 60 on 3.11's threshold of 700,
+    160 on 3.13's 2000); the sampled probe, so there is a timeline; plots written."""
+    iterations = gc.get_threshold()[0] // 16 + 16
     return harness.run("exp17", variants=["strongref", "weakref", "no_grad"],
-                       params={"size": [1000, 2000], "iterations": 60}, probes=["tracemalloc", "rss", "gc", "sampled"],
+                       params={"size": [1000, 2000], "iterations": iterations},
+                       probes=["tracemalloc", "rss", "gc", "sampled"],
                        out=tmp_path_factory.mktemp("plots"), measure_overhead=False, progress=False)
 
 
