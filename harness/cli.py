@@ -226,14 +226,15 @@ def _print_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
         print(view.astype(object).where(view.notna(), "-").to_string(index=False))
 
 
-def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str]) -> list[str]:
+def _summary_columns(summary: pd.DataFrame, experiment_params: Sequence[str],
+                     own: Sequence[str] = ()) -> list[str]:
+    """The view of a summary: identity, swept parameters, the measured figures,
+    then `own`, the figures the workload derived from its records (exp_mlp's losses)."""
     swept = [p for p in experiment_params if p in summary and summary[p].nunique(dropna=False) > 1]
     view = [c for c in SUMMARY_VIEW[1:]
             if c not in SHOWN_WHEN_SET or (c in summary and summary[c].notna().any())]
     if "interpreter" in swept:  # --python: each trial's full version and gen-0 threshold beside it
         swept = [*swept, "python", "gc_threshold_gen0"]
-    # A workload's own figures (exp_mlp's loss per epoch), after the measured ones.
-    own = [c for c in summary.columns if c.startswith("loss_")]
     return ["variant", *swept, *view, *own]
 
 
@@ -301,7 +302,8 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     result = run_experiment(config, show_progress=not args.quiet)
     summary = result.tables["summary"]
-    _print_table(summary, _summary_columns(summary, list(result.meta.get("params", {}))))
+    _print_table(summary, _summary_columns(summary, list(result.meta.get("params", {})),
+                                           result.meta.get("recorded_figures", [])))
     for failure in result.meta.get("failed_trials", []):
         print(f"trial {failure['trial']} {failure['variant']} {failure['status']}: {failure['error']}")
     _print_checks(result.checks, summary)
@@ -340,7 +342,7 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"started {meta.get('started')}  python {meta.get('python')}")
     print(f"command: {meta.get('command')}")
     param_names = list(meta.get("params", {}))
-    _print_table(run.summary, _summary_columns(run.summary, param_names))
+    _print_table(run.summary, _summary_columns(run.summary, param_names, meta.get("recorded_figures", [])))
     return 0
 
 

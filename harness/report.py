@@ -110,6 +110,7 @@ def summary_html(meta: dict[str, Any], summary: pd.DataFrame, checks: list[Any])
     bound = "bound_numpy_bytes_final" in summary and summary["bound_numpy_bytes_final"].notna().any()
     others = [c for c in ("rss_peak_bytes", "gc_collections", "gc_collected_objects", "live_functions_final",
                           "cycle_debt_peak_bytes") if c in summary and summary[c].notna().any()]
+    others += [c for c in meta.get("recorded_figures", []) if c in summary]  # the workload's own (losses)
     head = ["trial", "variant", *swept, "status"]
     for measured, expected in pairs:
         head += [measured, "expected"]

@@ -758,6 +758,9 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
             notify(f"trial {outcome.trial} {outcome.variant}: no overhead figures: "
                    f"{outcome.result['overhead_not_measured']}; its measurement is kept")
     meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
+    if plan.experiment.recorded_figures is not None:  # the workload's own summary columns, for views of it
+        meta["recorded_figures"] = [c for c in summary.columns if c in set().union(
+            *(plan.experiment.recorded_figures(o.records) for o in outcomes))]
     if config.plots and not any(o.status == "interrupted" for o in outcomes):
         drawn = {**writer.tables_for_plots(), "summary": summary}
         meta["plots"] = [p.name for p in write_plots(run_dir, plan.experiment, drawn, provenance(meta))]
