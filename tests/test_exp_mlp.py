@@ -37,6 +37,8 @@ def test_every_variant_holds_what_the_model_says_and_the_loss_falls(tmp_path: Pa
     assert trained["loss_last_epoch"].nunique() == 1
     # no_grad only evaluates: its loss does not move
     assert summary.loc["no_grad", "loss_first_epoch"] == summary.loc["no_grad", "loss_last_epoch"]
+    assert run.meta["recorded_figures"] == ["loss_first_epoch", "loss_last_epoch"]  # shown by show and the report
+    assert "loss last epoch" in (run.path / "report.html").read_text()
     losses = run.records[run.records["variant"] == "weakref"]["loss"]
     assert len(losses) == 30 and losses.iloc[-5:].mean() < losses.iloc[:5].mean()
 
