@@ -19,8 +19,6 @@ Function keeps nothing else.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import weakref
 from typing import Any, Iterator
 
@@ -72,6 +70,8 @@ class StrongRef:
 
 def as_array(x: Any) -> np.ndarray:
     """numpy returns scalars (np.float64) from ops on 0-d arrays; Variables hold arrays."""
+    if isinstance(x, np.ndarray):  # the common case first: np.isscalar is slow on an array
+        return x
     if np.isscalar(x):
         return np.array(x)
     return x
@@ -136,9 +136,9 @@ class Variable:
     def backward(self, retain_grad: bool = False) -> None:
         """Backpropagate from this variable to every variable of its graph.
 
-        Iterative (a 100,000-deep chain needs no recursion) and ordered by a
-        heap on generation, so a function runs only after every function that
-        feeds its outputs' grads, in O(n log n) on any DAG.
+        Iterative (a 100,000-deep chain needs no recursion) and ordered by
+        generation, so a function runs only after every function that feeds
+        its outputs' grads, in O(n) on any DAG.
         """
         if self.computed_without_graph:
             raise RuntimeError(
@@ -148,46 +148,52 @@ class Variable:
             )
         if self.grad is None:
             self.grad = np.ones_like(self.data)
+        if self.creator is None:
+            return
 
-        # Heap entries are (-generation, insertion order, function): the
-        # largest generation pops first; the counter breaks ties without
-        # comparing Function objects.
-        candidates: list[tuple[int, int, Function]] = []
-        seen: set[Function] = set()
-        order = itertools.count()
-
-        def add_func(f: Function) -> None:
-            if f not in seen:
-                seen.add(f)
-                heapq.heappush(candidates, (-f.generation, next(order), f))
-
-        if self.creator is not None:
-            add_func(self.creator)
+        # waiting[g]: the functions of generation g reached so far, in the
+        # order reached (None until one is). A function's inputs' creators all
+        # have smaller generations than it has, so taking the lists from the
+        # largest generation down runs each function after every function
+        # that feeds its outputs' grads, with no heap or sort.
+        waiting: list[list[Function] | None] = [None] * (self.creator.generation + 1)
+        waiting[-1] = [self.creator]
+        seen: set[Function] = {self.creator}
         free_grads = Config.free_intermediate_grads and not retain_grad
 
-        while candidates:
-            f = heapq.heappop(candidates)[2]
-            # Fix (not in the seeds): with weak outputs, an output of a
-            # multi-output Function that the user already dropped is dead
-            # (output() is None); it got no grad, so it passes None, as a live
-            # output that received no grad does, instead of raising AttributeError.
-            outputs = [output() for output in f.outputs]
-            gys = [None if y is None else y.grad for y in outputs]
-            gxs = f.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
+        while waiting:
+            for f in waiting.pop() or ():
+                # Fix (not in the seeds): with weak outputs, an output of a
+                # multi-output Function that the user already dropped is dead
+                # (output() is None); it got no grad, so it passes None, as a live
+                # output that received no grad does, instead of raising AttributeError.
+                refs = f.outputs
+                if len(refs) == 1:  # one output, the common case: no lists
+                    y = refs[0]()
+                    outputs = (y,)
+                    gxs = f.backward(None if y is None else y.grad)
+                else:
+                    outputs = [output() for output in refs]
+                    gxs = f.backward(*[None if y is None else y.grad for y in outputs])
+                if not isinstance(gxs, tuple):
+                    gxs = (gxs,)
 
-            for x, gx in zip(f.inputs, gxs):
-                # A new array, never `+=`: gx may be the very array another
-                # input or output holds (Add.backward returns gy twice).
-                x.grad = gx if x.grad is None else x.grad + gx
-                if x.creator is not None:
-                    add_func(x.creator)
+                for x, gx in zip(f.inputs, gxs):
+                    # A new array, never `+=`: gx may be the very array another
+                    # input or output holds (Add.backward returns gy twice).
+                    x.grad = gx if x.grad is None else x.grad + gx
+                    creator = x.creator
+                    if creator is not None and creator not in seen:
+                        seen.add(creator)
+                        if waiting[creator.generation] is None:
+                            waiting[creator.generation] = [creator]
+                        else:
+                            waiting[creator.generation].append(creator)
 
-            if free_grads:
-                for y in outputs:
-                    if y is not None:
-                        y.grad = None
+                if free_grads:
+                    for y in outputs:
+                        if y is not None:
+                            y.grad = None
 
     # Operators (step 20-22). The functions they call are defined below in
     # this module and looked up when the operator runs.
@@ -257,24 +263,38 @@ class Parameter(Variable):
 class Function:
     """An op of the graph: `forward` and `backward` work on raw ndarrays."""
 
-    def __call__(self, *inputs: Any) -> Variable | list[Variable]:
-        inputs = [as_variable(x) for x in inputs]
-        xs = [x.data for x in inputs]
+    def __call__(self, *args: Any) -> Variable | list[Variable]:
+        # Every op runs this, so it is written for speed: one plain loop (on
+        # Python 3.11 a comprehension or a generator is a call of its own),
+        # as_variable only for what is not a Variable yet, and the generation
+        # (the largest of the inputs') found on the way.
+        inputs, xs = [], []
+        generation = 0
+        for x in args:
+            if not isinstance(x, Variable):
+                x = as_variable(x)
+            inputs.append(x)
+            xs.append(x.data)
+            if x.generation > generation:
+                generation = x.generation
         ys = self.forward(*xs)
-        if not isinstance(ys, tuple):
-            ys = (ys,)
-        outputs = [Variable(as_array(y)) for y in ys]
+        if isinstance(ys, tuple):
+            outputs = [Variable(as_array(y)) for y in ys]
+        else:  # one output, the common case; a numpy scalar (from 0-d arrays) made an array inline
+            outputs = [Variable(np.array(ys) if isinstance(ys, np.generic) else as_array(ys))]
 
         if Config.enable_backprop:
-            self.generation = max(x.generation for x in inputs)
-            for output in outputs:
-                output.set_creator(self)
+            self.generation = generation
             self.inputs = inputs
             # Step 17: with weakref.ref the outputs do not keep their creator
             # alive, so a graph is freed by reference counting alone; with
             # StrongRef (step 16) every graph is a cycle for the cyclic GC.
             ref = weakref.ref if Config.weak_outputs else StrongRef
-            self.outputs = [ref(output) for output in outputs]
+            self.outputs = refs = []
+            for output in outputs:
+                output.creator = self  # output.set_creator(self), inlined
+                output.generation = generation + 1
+                refs.append(ref(output))
         else:
             for output in outputs:
                 output.computed_without_graph = True
