@@ -325,7 +325,7 @@ def print_table(rows: list[tuple[Workload, dict[str, Spread]]]) -> None:
 
 
 def print_targets(spreads: dict[str, dict[str, Spread]]) -> None:
-    """The issue's speed targets, judged on the minimum and on the median."""
+    """The speed targets, judged on the minimum and on the median."""
     targets = [
         ("chain", "ours <= 0.8x torch", "ours", "torch", lambda r: r <= 0.8),
         ("chain", "ours <= 3x the numpy floor", "ours", "numpy", lambda r: r <= 3.0),

@@ -9,7 +9,7 @@ prints, per probe, the median over trials of those medians, the smallest and
 largest, and the median IQR. The load average before and after says how
 quiet the machine was.
 
-The issue's targets: all default probes together at most 1.10x the bare
+The targets: all default probes together at most 1.10x the bare
 workload at exp17's default size (1e4) and 1.03x at 1e6.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ the floor: the imports any plotting run needs
 The machine's load average is printed before and after: on a shared machine
 read the ratios, not the seconds.
 
-The issue's target: `harness run exp17` with defaults (all default probes,
+The target: `harness run exp17` with defaults (all default probes,
 plots, report) within 2x the floor.
 """
 from __future__ import annotations
