@@ -53,6 +53,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.interpreters import INTERPRETER_PARAM
 from harness.results import read_meta, read_table
 from harness.tolerance import DEFAULT_ALPHA, DEFAULT_TOLERANCE, TOLERANCE_HELP, check_settings  # noqa: F401
 
@@ -319,7 +320,7 @@ def _native(value: Any) -> Any:
 def _trial_groups(run: ComparedRun) -> dict[tuple, pd.DataFrame]:
     """Trials by variant, parameters and Python minor version (the interpreter
     parameter of a --python run is that minor version: it is not a key twice)."""
-    keys = ["variant", *[p for p in run.param_names if p in run.summary and p != "interpreter"], PYTHON_KEY]
+    keys = ["variant", *[p for p in run.param_names if p in run.summary and p != INTERPRETER_PARAM], PYTHON_KEY]
     if run.summary.empty or "variant" not in run.summary:
         return {}
     groups = {}

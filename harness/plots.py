@@ -58,9 +58,9 @@ census.png    when the workload recorded a census (`object_type`, `count`
               rows, e.g. exp16): objects of each type the collection found, a
               bar per variant with its count, a panel per swept value.
 
-The run writes them at its end (`write_plots`, which reads the timeline from
-timeline.csv, an envelope past PLOT_POINTS per trial); `figures()` builds
-them for a notebook (`harness.load(path).figures()`).
+The run writes them at its end (`write_plots`, from the tables the run's
+writer kept for them: a long trial's samples and timeline as envelopes);
+`figures()` builds them for a notebook (`harness.load(path).figures()`).
 """
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from harness.experiment import Experiment
+from harness.table_writer import thin_timeline
 from harness.tables import AFTER_LAST_SAMPLE
 
 MB = 1e6
@@ -98,7 +99,6 @@ STYLES = (
 )
 MODEL_COLOR = "black"
 BOUND_COLOR = "#7a0019"
-PLOT_POINTS = 2_000  # a timeline's points drawn per trial: past twice this, an envelope
 TEXT = "0.3"
 
 
@@ -584,32 +584,6 @@ def _gc_marks(ax: Any, trial: pd.DataFrame, events: pd.DataFrame, xs: np.ndarray
 
 # -- timeline.png -----------------------------------------------------------
 
-def _halve(rows: pd.DataFrame, column: str = "rss_bytes") -> pd.DataFrame:
-    """Of each run of four consecutive points, the lowest and the highest: half the points, every peak kept."""
-    values = _num(rows[column])
-    groups = np.arange(len(rows)) // 4
-    frame = pd.DataFrame({"g": groups, "v": np.nan_to_num(values, nan=-np.inf)})
-    keep = np.unique(np.concatenate([frame.groupby("g")["v"].idxmin().to_numpy(),
-                                     frame.groupby("g")["v"].idxmax().to_numpy()]))
-    return rows.iloc[keep]
-
-
-def _thin(rows: pd.DataFrame) -> pd.DataFrame:
-    while len(rows) > 2 * PLOT_POINTS:
-        rows = _halve(rows)
-    return rows
-
-
-def read_timeline(path: Path, chunk_rows: int = 50_000) -> pd.DataFrame:
-    """timeline.csv for the plot, a chunk at a time: each trial's points, or an
-    envelope of them past 2 * PLOT_POINTS (a long trial polled every 5 ms)."""
-    kept: dict[Any, pd.DataFrame] = {}
-    for chunk in pd.read_csv(path, chunksize=chunk_rows, dtype={"experiment": str, "variant": str}):
-        for trial, rows in chunk.groupby("trial", sort=False):
-            kept[trial] = _thin(pd.concat([kept[trial], rows]) if trial in kept else rows)
-    return pd.concat(kept.values(), ignore_index=True) if kept else pd.DataFrame(columns=["trial", "t_s", "rss_bytes"])
-
-
 def _clock_offset(timeline: pd.DataFrame, trial: pd.DataFrame) -> float:
     """Seconds to add to a sample point's `t_s` (perf_counter from the start
     sample) to put it on the timeline's clock (memory_profiler's, from its first
@@ -651,7 +625,7 @@ def timeline_figure(experiment: Experiment, timeline: pd.DataFrame, samples: pd.
             _note(ax, "n/a (no timeline: the sampled probe was off or the trial failed)", "center")
         below = blended_transform_factory(ax.transData, ax.transAxes)
         for k, (trial_id, points) in enumerate(rows.groupby("trial", sort=False)):
-            points = _thin(points.sort_values("t_s"))
+            points = thin_timeline(points.sort_values("t_s"))
             variant = str(points["variant"].iloc[0])
             repeat = int(points["repeat"].iloc[0]) if "repeat" in points else 0
             t, rss = _num(points["t_s"]), _mb(points["rss_bytes"])
@@ -1015,10 +989,6 @@ def write_plots(run_dir: Path, experiment: Experiment, tables: Mapping[str, pd.D
                 footer: str = "") -> list[Path]:
     from harness.results import write_atomic
 
-    tables = dict(tables)
-    if "timeline" not in tables and (Path(run_dir) / "timeline.csv").is_file():
-        # The runner's tables for the plots carry no timeline; it is on disk by now.
-        tables["timeline"] = read_timeline(Path(run_dir) / "timeline.csv")
     written = []
     for name, fig in figures(experiment, tables, footer).items():
         png = io.BytesIO()

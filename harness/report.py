@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from harness.results import load_run, write_atomic
+from harness.tables import GC_COLUMNS
 
 REPORT_FILE = "report.html"
 PLOTS = ("memory", "timeline", "summary", "sweep", "census")  # shown in this order, then any other PNG
@@ -182,8 +183,7 @@ def gc_events_html(run_dir: Path, tables: Any) -> str:
         return '<p class="muted">No GC events recorded (the gc probe was off).</p>'
     if not len(events):
         return '<p class="muted">No collection ran during any trial\'s workload.</p>'
-    columns = [c for c in ("trial", "variant", "iteration", "generation", "collected", "uncollectable",
-                           "numpy_bytes_before", "numpy_bytes_after", "duration_s") if c in events]
+    columns = [c for c in ("trial", "variant", *GC_COLUMNS) if c in events]
     shown = events.head(GC_EVENT_ROWS)
     counts = events.groupby(["trial", "variant"] if "trial" in events else ["variant"]).size()
     lines = ", ".join(f"trial {' '.join(map(str, k)) if isinstance(k, tuple) else k}: {n}" for k, n in counts.items())
@@ -242,11 +242,13 @@ def _header(meta: dict[str, Any], run_dir: Path) -> str:
             f"started {_e(meta.get('started'))}, finished {_e(meta.get('finished'))}</p>")
 
 
-def _run_sections(run: Any, meta: dict[str, Any]) -> tuple[str, str, str]:
-    """(header, body, plots) of one run (a `StoredRun`), for one page or a column of two."""
+def _run_sections(run: Any, meta: dict[str, Any], checks: list[Any] | None = None) -> tuple[str, str, str]:
+    """(header, body, plots) of one run (a `StoredRun`), for one page or a column of two;
+    `checks`: as the run just judged them, else judged as `harness check` would."""
     from harness.experiment_record import checks_of_run
 
-    checks = checks_of_run(run.path, meta, run.summary)
+    if checks is None:
+        checks = checks_of_run(run.path, meta, run.summary)
     body = ("<h2>Summary</h2>" + summary_html(meta, run.summary, checks)
             + "<h2>Checks</h2>" + checks_html(checks)
             + failures_html(run.path, meta)
@@ -261,20 +263,21 @@ def _page(title: str, body: str) -> str:
             f'<body>{body}<p class="muted">{_e(made)}</p></body></html>\n')
 
 
-def render_report(run_dir: Path, meta: dict[str, Any] | None = None) -> str:
-    """The page of one run (`meta`: the run's meta data when it is not yet on disk)."""
+def render_report(run_dir: Path, meta: dict[str, Any] | None = None, checks: list[Any] | None = None) -> str:
+    """The page of one run (`meta`, `checks`: the run's own, when it is writing its results)."""
     run = load_run(run_dir)
     meta = meta or run.meta
-    header, body, plots = _run_sections(run, meta)
+    header, body, plots = _run_sections(run, meta, checks)
     return _page(f"{meta.get('experiment')} {meta.get('run_id')}",
                  header + body + "<h2>Plots</h2>" + plots + "<h2>Meta data</h2>" + meta_html(meta))
 
 
-def write_report(run_dir: Path | str, meta: dict[str, Any] | None = None, out: Path | None = None) -> Path:
+def write_report(run_dir: Path | str, meta: dict[str, Any] | None = None, out: Path | None = None,
+                 checks: list[Any] | None = None) -> Path:
     """RUN/report.html (or `out`), written whole or not at all."""
     run_dir = Path(run_dir)
     path = out or run_dir / REPORT_FILE
-    write_atomic(path, render_report(run_dir, meta))
+    write_atomic(path, render_report(run_dir, meta, checks))
     return path
 
 

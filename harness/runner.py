@@ -784,7 +784,7 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     try:  # the run's data is all on disk by now: a page that cannot be drawn loses nothing
-        meta["report"] = write_report(run_dir, meta).name
+        meta["report"] = write_report(run_dir, meta, checks=checks).name
     except Exception as error:  # noqa: BLE001 - said, and rebuildable with `harness report RUN`
         notify(f"report.html not written: {type(error).__name__}: {error}")
     write_json(run_dir / "meta.json", meta)

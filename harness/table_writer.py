@@ -47,6 +47,7 @@ from harness.tables import (
 
 CHUNK_ROWS = 16_384
 PLOT_ROWS = 4_000
+PLOT_TIMELINE_POINTS = 2_000  # a trial's timeline points drawn: past twice this, an envelope
 
 
 def _umask() -> int:
@@ -147,6 +148,19 @@ def parquet_available() -> bool:
     return True
 
 
+def thin_timeline(rows: pd.DataFrame) -> pd.DataFrame:
+    """A trial's timeline, in time order, in at most 2 * PLOT_TIMELINE_POINTS rows:
+    of each run of four points the lowest and the highest, halving until it
+    fits, so every peak survives (a long trial is polled every 5 ms)."""
+    while len(rows) > 2 * PLOT_TIMELINE_POINTS:
+        values = pd.to_numeric(rows["rss_bytes"], errors="coerce").to_numpy(dtype=float)
+        frame = pd.DataFrame({"g": np.arange(len(rows)) // 4, "v": np.nan_to_num(values, nan=-np.inf)})
+        keep = np.unique(np.concatenate([frame.groupby("g")["v"].idxmin().to_numpy(),
+                                         frame.groupby("g")["v"].idxmax().to_numpy()]))
+        rows = rows.iloc[keep]
+    return rows
+
+
 class RunTableWriter:
     """Writes a run's trials into its tables one trial at a time; see the module docstring."""
 
@@ -160,6 +174,7 @@ class RunTableWriter:
         self.records: list[dict[str, Any]] = []
         self.plot_samples: list[pd.DataFrame] = []
         self.plot_events: list[dict[str, Any]] = []
+        self.plot_timeline: list[pd.DataFrame] = []  # each trial's, thinned as it streams (thin_timeline)
         self.decimated: dict[int, tuple[int, int]] = {}  # trial -> (rows, rows drawn)
         self.error: OSError | None = None  # the first write that failed; writing stops there
         ident = list(IDENTITY) + [p.name for p in experiment.params]
@@ -210,9 +225,15 @@ class RunTableWriter:
         after = stats.finish(outcome.result.get("gc_at_end") if "gc" in outcome.probes else None)
         self._write("gc_events", pd.DataFrame([{**identity, **e} for e in after]))
         self.plot_events += [{**identity, **e} for e in after]
+        drawn_timeline = None
         for points in outcome.timeline_chunks():
             stats.add_timeline(points)
-            self._write("timeline", pd.DataFrame([{**identity, **p} for p in points]))
+            timeline = pd.DataFrame([{**identity, **p} for p in points])
+            self._write("timeline", timeline)
+            drawn_timeline = thin_timeline(timeline if drawn_timeline is None
+                                           else pd.concat([drawn_timeline, timeline], ignore_index=True))
+        if drawn_timeline is not None and len(drawn_timeline):
+            self.plot_timeline.append(drawn_timeline)
         self.records += [{**identity, **record} for record in outcome.records]
         row = {**identity, **summarize(self.experiment, outcome, stats, self.models.get(outcome.variant))}
         self.summary_rows.append(row)
@@ -236,12 +257,14 @@ class RunTableWriter:
         return summary_frame(self.experiment, self.summary_rows)
 
     def tables_for_plots(self) -> dict[str, pd.DataFrame]:
-        """What the plots draw: every trial's rows or its envelope, and the GC events on them."""
+        """What the plots draw: every trial's rows or its envelope, the GC events on them, its timeline."""
         samples = pd.concat(self.plot_samples, ignore_index=True) if self.plot_samples else pd.DataFrame()
         samples.attrs["decimated"] = dict(self.decimated)
-        return {"samples": samples, "gc_events": pd.DataFrame(self.plot_events, columns=[
-                    *(list(IDENTITY) + [p.name for p in self.experiment.params]), *GC_COLUMNS]),
-                "records": pd.DataFrame(self.records), "summary": self.summary()}
+        ident = list(IDENTITY) + [p.name for p in self.experiment.params]
+        timeline = (pd.concat(self.plot_timeline, ignore_index=True) if self.plot_timeline
+                    else pd.DataFrame(columns=[*ident, *TIMELINE_COLUMNS]))
+        return {"samples": samples, "gc_events": pd.DataFrame(self.plot_events, columns=[*ident, *GC_COLUMNS]),
+                "records": pd.DataFrame(self.records), "summary": self.summary(), "timeline": timeline}
 
     def commit(self) -> dict[str, int]:
         """Rename the streamed tables into place; their row counts, for meta.json.

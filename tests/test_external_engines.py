@@ -350,3 +350,18 @@ def test_the_official_full_core_loads_without_its_package_init_and_is_judged(nee
         checks = run.checks()
         assert run.summary.loc[0, "model_variant"] == "retain_grad"
         assert checks and all(c.passed for c in checks), [c.line() for c in checks]
+
+
+def test_torch_offers_exactly_the_ops_it_declares_and_they_run(needs_torch) -> None:
+    """OPS is what a plan is checked against without importing torch: it must be the ops op() maps."""
+    import torch
+
+    assert tuple(torch_engine._torch_functions(torch)) == torch_engine.OPS
+    eng = get_variant("torch").load()
+    x, W = np.ones((4, 2)), np.full((2, 3), 0.5)
+    with eng.configured():
+        y = eng.op("linear")(eng.variable(x), eng.variable(W), np.zeros(3))
+        loss = eng.op("softmax_cross_entropy")(y, np.array([0, 1, 2, 0]))
+    assert tuple(y.shape) == (4, 3) and np.isclose(float(loss.detach()), np.log(3))
+    with pytest.raises(NotImplementedError, match="does not provide 'conv2d'"):
+        eng.op("conv2d")

@@ -38,7 +38,6 @@ from engine.isolated import run_isolated
 FILE_PREFIX = "file:"
 MODULE_PREFIX = "module:"
 REQUIRED_NAMES = ("Variable",)  # and the ops a chosen experiment uses: checked at plan time
-OP_NAMES = ("square", "exp", "add", "mul", "sub", "neg")
 # `file:step18.py[no_grad]`, `module:pkg.engine[enable_backprop=False]`: Config settings in force in its trials.
 _SETTINGS = re.compile(r"^(?P<base>.*)\[(?P<settings>[^\[\]]*)\]$")
 SETTING_SHORTHANDS = {"no_grad": {"enable_backprop": False}}
