@@ -87,6 +87,7 @@ def run(
     pythons: Sequence[str] = (),
     executor: str = "local",
     scheduler: str | None = None,
+    cold_trials: bool = False,
 ) -> Run:
     """Run an experiment -- a name, a file (`PATH.py`), `module:NAME`, or an
     `harness.Experiment` defined right here (a notebook cell: its trials get it
@@ -94,6 +95,8 @@ def run(
     memory guard refuses, each under an address-space limit (see harness.guard).
     `executor="dask"` runs each trial as a task on a Dask cluster: `scheduler`'s
     ("tcp://HOST:PORT"), or a LocalCluster of `jobs` workers (harness.dask_executor).
+    `cold_trials` starts each trial as a new interpreter rather than forking
+    it from the run's pre-imported fork server (harness.fork_server).
 
     Interrupted (Ctrl-C, SIGTERM), the run writes what it measured, marks
     itself interrupted, and the interrupt is raised again, as a notebook
@@ -106,7 +109,7 @@ def run(
         trial_env=dict(trial_env) if isinstance(trial_env, Mapping) else (trial_env or {}),
         malloc_trim=malloc_trim, force=force,
         pythons=[pythons] if isinstance(pythons, str) else list(pythons),  # `pythons=["3.11", "3.13"]`
-        executor=executor, scheduler=scheduler,
+        executor=executor, scheduler=scheduler, cold_trials=cold_trials,
     )
     result = run_experiment(config, show_progress=progress)
     if result.interrupted_by is not None:

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--python", action="append", default=[], metavar="VERSION|PATH",
                      help="run every trial under this interpreter too, e.g. --python 3.11 --python 3.13 "
                           "(repeatable; its environment is prepared once with uv)")
+    run.add_argument("--cold-trials", action="store_true",
+                     help="start each trial as a new interpreter instead of forking it from the run's "
+                          "pre-imported fork server (slower; the figures are the same)")
     run.add_argument("--force", action="store_true",
                      help="run trials the memory guard refuses, each under an address-space limit")
     run.add_argument("--executor", choices=("local", "dask"), default="local",
@@ -276,6 +279,13 @@ def cmd_list(fmt: str = "text") -> int:
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.executor == "local" and not args.cold_trials and not args.env:
+        # Trials will fork from a pre-imported server (harness.fork_server): start it
+        # first, so that its imports run beside the run's own.
+        from harness.fork_server import start_early
+        from harness.meta import trial_environment
+
+        start_early(sys.executable, trial_environment({}))
     from harness.registry import find
     from harness.runner import RunConfig, parse_param_overrides, run_experiment
 
@@ -295,6 +305,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         trial_env=_env_pairs(args.env),
         malloc_trim=args.malloc_trim,
         force=args.force,
+        cold_trials=args.cold_trials,
         pythons=args.python,
         executor=args.executor,
         scheduler=args.scheduler,

@@ -39,8 +39,9 @@ compared is not a pass either: a comparison in which no memory metric was
 judged (the exact metrics empty on a side, the baseline's trials all
 failed, RSS with too few repeats) exits 2 too, with a "NOT COMPARED" line.
 Other differences are warnings: the Python patch version and probes; a
-different platform, machine, numpy version or allocator setting makes RSS a
-property of the machine, so RSS is then shown but not judged.
+different platform, machine, numpy version, allocator setting or way of
+starting trials (forked or cold) makes RSS a property of the machine, so
+RSS is then shown but not judged.
 """
 from __future__ import annotations
 
@@ -302,6 +303,8 @@ def comparability(baseline: ComparedRun, current: ComparedRun) -> tuple[list[str
         "allocator environment": lambda m: m.get("allocator_env"),
         "trial environment": lambda m: m.get("trial_env"),
         "malloc_trim": lambda m: m.get("malloc_trim"),
+        # A forked trial's RSS lacks the library pages its fork server mapped (harness.fork_server).
+        "trial starts": lambda m: m.get("trial_starts", ["cold"]),
     }
     machine_diffs = [f"{name} {get(b)!r} vs {get(c)!r}" for name, get in machine_keys.items() if get(b) != get(c)]
     if machine_diffs:

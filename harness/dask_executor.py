@@ -60,10 +60,10 @@ from typing import Any, Callable, Iterator
 
 from harness.errors import UsageError
 from harness.guard import GuardReport, TrialNeed, check_memory, human_bytes
+from harness.meta import trial_environment
 from harness.runner import (
     Interruption,
     RunConfig,
-    _trial_env,
     judge_trial,
     not_started,
     run_trial_process,
@@ -399,7 +399,7 @@ def _worker_trial_env(extra: dict[str, str], spec: TrialSpec) -> dict[str, str]:
 
     nanny_set = {key: str(value) for key, value in
                  (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items()}
-    env = _trial_env(extra, spec.pythonpath)
+    env = trial_environment(extra, spec.pythonpath)
     return {key: value for key, value in env.items()
             if key in extra or nanny_set.get(key) != value}
 

@@ -25,6 +25,17 @@ PACKAGES = ("numpy", "pandas", "psutil", "memory_profiler", "matplotlib", "tqdm"
 ALLOCATOR_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "PYTHONMALLOC", "LD_PRELOAD")
 
 
+def trial_environment(extra: dict[str, str], code_path: str | None = None) -> dict[str, str]:
+    """The environment a trial process starts with: this one's, `extra`, and a
+    PYTHONPATH from which it imports this checkout's packages even when it is
+    not installed (under another interpreter, from links to them alone:
+    harness.interpreters)."""
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_path or str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for name in PACKAGES:

@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -987,13 +989,44 @@ def _figures(experiment: Experiment, tables: Mapping[str, pd.DataFrame]) -> dict
 
 def write_plots(run_dir: Path, experiment: Experiment, tables: Mapping[str, pd.DataFrame],
                 footer: str = "") -> list[Path]:
+    """Each figure as RUN/<name>.png. Rendering is most of a short run's time
+    after its imports, so where the process may fork (no other thread: see
+    `_may_fork`) every figure but the first renders in a child process of its
+    own, beside the first; one a child did not write is rendered here."""
+    found = figures(experiment, tables, footer)
+    paths = {name: run_dir / f"{name}.png" for name in found}
+    children = {}
+    if _may_fork() and len(found) > 1:
+        for name in list(found)[1:]:
+            pid = os.fork()
+            if pid == 0:  # the child: render one figure, write it, and go
+                status = 1
+                try:
+                    _save(found[name], paths[name])
+                    status = 0
+                finally:
+                    os._exit(status)
+            children[name] = pid
+    for name, fig in found.items():
+        if name not in children:
+            _save(fig, paths[name])
+    for name, pid in children.items():
+        _, status = os.waitpid(pid, 0)
+        if status != 0:  # its error is raised here, where it can be reported
+            _save(found[name], paths[name])
+    return list(paths.values())
+
+
+def _save(fig: Figure, path: Path) -> None:
     from harness.results import write_atomic
 
-    written = []
-    for name, fig in figures(experiment, tables, footer).items():
-        png = io.BytesIO()
-        fig.savefig(png, dpi=110, format="png")
-        path = run_dir / f"{name}.png"
-        write_atomic(path, png.getvalue())  # no half-written PNG, and no temporary left on a full disk
-        written.append(path)
-    return written
+    png = io.BytesIO()
+    fig.savefig(png, dpi=110, format="png")
+    write_atomic(path, png.getvalue())  # no half-written PNG, and no temporary left on a full disk
+
+
+def _may_fork() -> bool:
+    """A fork copies only the calling thread: with another thread alive (a
+    notebook kernel's, a Dask client's, a progress bar's monitor) a lock it
+    held would stay held in the child, so figures are then rendered here."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and (os.cpu_count() or 1) > 1

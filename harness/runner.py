@@ -38,12 +38,13 @@ from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered
 from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
+from harness.fork_server import ForkedTrial, ForkServer, take_early
 from harness.experiment_record import CHECKS_FILE, checks_table, describe, record_definition
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.inference import INFERRED, choose_all
 from harness import interpreters
 from harness.interpreters import INTERPRETER_PARAM, Interpreter, with_interpreters
-from harness.meta import PROJECT_ROOT, collect_metadata
+from harness.meta import PROJECT_ROOT, collect_metadata, trial_environment
 from harness.probes import PROBE_NAMES, sample_columns_for
 from harness.probes.sampler import read_phases
 from harness import registry
@@ -91,6 +92,9 @@ class RunConfig:
     # Interpreters every trial of the plan runs under (`--python 3.11 --python
     # 3.13`: a version or a path; harness.interpreters); empty: this one.
     pythons: Sequence[str] = ()
+    # Start every trial as a new interpreter (`python -m harness.trial`) instead
+    # of forking it from the run's pre-imported fork server (harness.fork_server).
+    cold_trials: bool = False
 
 
 @dataclass
@@ -306,15 +310,6 @@ def _read_events(spec: TrialSpec, outcome: TrialOutcome) -> None:
                 outcome.status, outcome.error = "failed", event["error"]
 
 
-def _trial_env(extra: dict[str, str], code_path: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    # The trial imports this checkout's packages even when it is not installed;
-    # under another interpreter, from links to them alone (harness.interpreters).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_path or str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 class Interruption:
     """SIGINT, SIGTERM or SIGHUP during a run: kill the running trials, start no more.
 
@@ -375,14 +370,25 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 def execute_trial(
-    spec: TrialSpec, timeout_s: float | None, env: dict[str, str], interruption: Interruption | None = None
+    spec: TrialSpec, timeout_s: float | None, env: dict[str, str], interruption: Interruption | None = None,
+    server: ForkServer | None = None,
 ) -> TrialOutcome:
-    """Run one trial in a fresh interpreter and read back what it recorded."""
+    """Run one trial in a fresh process -- forked from `server` when given, else
+    a new interpreter -- and read back what it recorded."""
     interruption = interruption or Interruption()
     if interruption.signum is not None:
         return not_started(spec, interruption.signum)
-    returncode, timed_out = run_trial_process(spec, timeout_s, _trial_env(env, spec.pythonpath), interruption)
+    returncode, timed_out = run_trial_process(spec, timeout_s, trial_environment(env, spec.pythonpath),
+                                              interruption, server)
     return judge_trial(spec, returncode, timed_out, timeout_s, interruption.signum)
+
+
+def forkable(spec: TrialSpec, config: RunConfig) -> bool:
+    """Whether this trial may be forked from a fork server: it needs no
+    environment of its own at exec and reads no USS (harness.fork_server says
+    why each matters)."""
+    return (config.executor == "local" and not config.cold_trials and not config.trial_env
+            and "uss" not in spec.probes)
 
 
 def not_started(spec: TrialSpec, signum: int) -> TrialOutcome:
@@ -392,21 +398,29 @@ def not_started(spec: TrialSpec, signum: int) -> TrialOutcome:
 
 
 def run_trial_process(spec: TrialSpec, timeout_s: float | None, env: dict[str, str],
-                      interruption: Interruption) -> tuple[int, bool]:
-    """`python -m harness.trial` with the spec on stdin, its output to the .log beside its event
-    log, run to its end or its timeout: its exit status, and whether the timeout killed it."""
+                      interruption: Interruption, server: ForkServer | None = None) -> tuple[int, bool]:
+    """`python -m harness.trial` (or a fork of `server`'s) with the spec on stdin, its output to
+    the .log beside its event log, run to its end or its timeout: its exit status, and whether
+    the timeout killed it."""
     log_path = Path(spec.events_path).with_suffix(".log")
     timed_out = False
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [spec.python or sys.executable, "-m", "harness.trial"],
-            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            env=env, text=True,
-            process_group=0,  # a terminal's Ctrl-C goes to the run, which decides
-        )
+        process: subprocess.Popen | ForkedTrial | None = None
+        spec_text: str | None = None  # a forked trial has its spec already
+        if server is not None:
+            with contextlib.suppress(OSError):  # the server is gone: this trial starts cold
+                process = server.start(spec, log.fileno())
+        if process is None:
+            process = subprocess.Popen(
+                [spec.python or sys.executable, "-m", "harness.trial"],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=env, text=True,
+                process_group=0,  # a terminal's Ctrl-C goes to the run, which decides
+            )
+            spec_text = json.dumps(asdict(spec))
         interruption.started(process)
         try:
-            process.communicate(json.dumps(asdict(spec)), timeout=timeout_s)
+            process.communicate(spec_text, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             kill_group(process)
             timed_out = True
@@ -474,9 +488,11 @@ def run_trials(
     progress: Callable[[TrialOutcome], None],
     interruption: Interruption | None = None,
     finished: Callable[[TrialSpec, TrialOutcome], None] = lambda spec, outcome: None,
+    while_waiting: Callable[[], None] = lambda: None,
 ) -> list[TrialOutcome]:
     """Run the trials, `config.jobs` at once; `finished` sees each outcome in
-    plan order, as soon as it and those before it are done."""
+    plan order, as soon as it and those before it are done. `while_waiting`
+    runs once the first trials are under way (the run's own imports)."""
     interruption = interruption or Interruption()
     if config.executor == "dask":  # the same trials, each a task on the run's Dask cluster
         from harness import dask_executor
@@ -484,15 +500,29 @@ def run_trials(
         return dask_executor.run_trials(specs, config, progress, interruption, finished)
     outcomes: dict[int, TrialOutcome] = {}
     timeout_s = trial_timeout(config, len(specs[0].probes) if specs else 0)
-    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
-        futures = [
-            pool.submit(execute_trial, spec, timeout_s, config.trial_env, interruption) for spec in specs
-        ]
-        for spec, future in zip(specs, futures):
-            outcome = future.result()
-            outcomes[outcome.trial] = outcome
-            progress(outcome)
-            finished(spec, outcome)
+    # A fork server per interpreter the forked trials run under, all started at once.
+    servers: dict[tuple[str | None, str | None], ForkServer] = {}
+    for spec in specs:
+        key = (spec.python, spec.pythonpath)
+        if forkable(spec, config) and key not in servers:
+            python, env = spec.python or sys.executable, trial_environment({}, spec.pythonpath)
+            servers[key] = take_early(python, env) or ForkServer(python, env)
+    try:
+        with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+            futures = [
+                pool.submit(execute_trial, spec, timeout_s, config.trial_env, interruption,
+                            servers.get((spec.python, spec.pythonpath)) if forkable(spec, config) else None)
+                for spec in specs
+            ]
+            while_waiting()
+            for spec, future in zip(specs, futures):
+                outcome = future.result()
+                outcomes[outcome.trial] = outcome
+                progress(outcome)
+                finished(spec, outcome)
+    finally:
+        for server in servers.values():
+            server.close()
     return [outcomes[spec.trial] for spec in specs]
 
 
@@ -664,7 +694,8 @@ def _run_experiment(config: RunConfig, show_progress: bool, notify: Callable[[st
                 writer.add(outcome)
 
         try:
-            outcomes = run_trials(specs, config, advance, interruption, write)
+            outcomes = run_trials(specs, config, advance, interruption, write,
+                                  while_waiting=lambda: _import_writers(config.plots))
         except BaseException as error:  # a fault of the run itself: say so in meta.json if we can
             _record_failure(run_dir, meta, writer, f"{type(error).__name__}: {error}")
             raise
@@ -719,6 +750,17 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _import_writers(plots: bool) -> None:
+    """What writing the results needs (matplotlib is the bulk): imported while
+    the trials run, in other processes, rather than after them."""
+    import harness.check  # noqa: F401
+    import harness.observer  # noqa: F401
+    import harness.report  # noqa: F401
+
+    if plots:
+        import harness.plots  # noqa: F401
+
+
 def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcomes: list[TrialOutcome],
                    run_dir: Path, meta: dict[str, Any], interruption: Interruption,
                    notify: Callable[[str], None], writer: RunTableWriter) -> RunResult:
@@ -758,6 +800,8 @@ def _write_results(plan: Plan, config: RunConfig, specs: list[TrialSpec], outcom
             notify(f"trial {outcome.trial} {outcome.variant}: no overhead figures: "
                    f"{outcome.result['overhead_not_measured']}; its measurement is kept")
     meta["trial_pythons"] = sorted({o.start["python"] for o in outcomes if o.start.get("python")})
+    # "forked" or "cold" (harness.fork_server): a forked trial's RSS lacks pages its server mapped
+    meta["trial_starts"] = sorted({o.start["started"] for o in outcomes if o.start.get("started")})
     if plan.experiment.recorded_figures is not None:  # the workload's own summary columns, for views of it
         meta["recorded_figures"] = [c for c in summary.columns if c in set().union(
             *(plan.experiment.recorded_figures(o.records) for o in outcomes))]

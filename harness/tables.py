@@ -54,6 +54,7 @@ SUMMARY_COLUMNS = {
     "status": "ok, or failed / timeout / killed / interrupted",
     "error": "why the trial failed (empty when ok)",
     "python": "the trial's interpreter version",
+    "trial_start": "forked (from the run's pre-imported fork server) or cold (a new interpreter)",
     "gc_threshold_gen0": "gen-0's collection threshold in the trial (gc.get_threshold()[0])",
     "gc_threshold_gen1": "gen-1's threshold",
     "gc_threshold_gen2": "gen-2's threshold",
@@ -394,7 +395,9 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     chosen at plan time; without one, only a built-in or declared model applies)."""
     stats = trial_stats(outcome) if stats is None else stats
     row: dict[str, Any] = {"status": outcome.status, "error": outcome.error,
-                           "python": outcome.start.get("python")}
+                           "python": outcome.start.get("python"),
+                           # "forked" from the run's fork server, or a "cold" new interpreter
+                           "trial_start": outcome.start.get("started")}
     thresholds = list(outcome.start.get("gc_thresholds") or [None] * 3)
     for g in range(3):
         row[f"gc_threshold_gen{g}"] = thresholds[g] if g < len(thresholds) else None

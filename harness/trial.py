@@ -254,7 +254,7 @@ def overhead_reruns(probes: int) -> int:
     return OVERHEAD_ROUNDS * (2 + probes)
 
 
-def run_trial(spec: TrialSpec, log: EventLog) -> None:
+def run_trial(spec: TrialSpec, log: EventLog, forked: bool = False) -> None:
     """The measured workload, its `result` logged at once (so a timeout in the
     --overhead re-runs that follow loses nothing measured), then those re-runs."""
     if spec.variant_pickle is not None:
@@ -265,7 +265,7 @@ def run_trial(spec: TrialSpec, log: EventLog) -> None:
         define_pickled(spec.experiment_pickle)
     engine = get_variant(spec.variant).load()
     log.emit("start", gc_thresholds=list(gc.get_threshold()), python=sys.version.split()[0],
-             implementation=sys.implementation.name)
+             implementation=sys.implementation.name, started="forked" if forked else "cold")
     result = _run_workload(spec, engine, spec.probes, log, sample_file(spec.events_path),
                            phase_file(spec.events_path), blind=spec.blind)
     log.emit("result", **result)
@@ -295,15 +295,17 @@ def limit_address_space(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def main() -> int:
+def main(expected_parent: int | None = None) -> int:
+    """The trial whose spec is on stdin; `expected_parent`: the process that
+    started it when that is not the run (a fork server, harness.fork_server)."""
     spec = TrialSpec(**json.load(sys.stdin))
-    die_with_parent(spec.parent_pid)
+    die_with_parent(spec.parent_pid if expected_parent is None else expected_parent)
     if spec.memory_limit_bytes is not None:
         limit_address_space(spec.memory_limit_bytes)
     with open(spec.events_path, "a", encoding="utf-8") as stream:
         log = EventLog(stream)
         try:
-            run_trial(spec, log)
+            run_trial(spec, log, forked=expected_parent is not None)
         except BaseException as error:  # recorded, then reported by exit status
             log.emit(
                 "error",

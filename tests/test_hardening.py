@@ -314,8 +314,8 @@ def test_a_signal_after_every_trial_finished_leaves_the_run_complete(tmp_path: P
 
     real = runner.run_trials
 
-    def then_a_signal(specs, config, progress, interruption=None, finished=lambda spec, outcome: None):
-        outcomes = real(specs, config, progress, interruption, finished)
+    def then_a_signal(specs, config, progress, interruption=None, finished=lambda spec, outcome: None, **more):
+        outcomes = real(specs, config, progress, interruption, finished, **more)
         interruption.stop(signal.SIGTERM)  # as if it came while the tables were written
         return outcomes
 

@@ -322,3 +322,38 @@ def test_a_long_timeline_is_kept_as_an_envelope_that_keeps_its_peak() -> None:
         read = thin_timeline(batch if read is None else pd.concat([read, batch], ignore_index=True))
     assert len(read) <= 2 * PLOT_TIMELINE_POINTS and read["rss_bytes"].max() == 90_000_000
     assert read["t_s"].is_monotonic_increasing
+
+
+def test_figures_rendered_in_child_processes_are_the_ones_rendered_here(
+        swept_run: harness.Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_plots renders every figure but the first in a forked child where it
+    may: the PNGs are the same bytes as rendered one after another here, and a
+    figure a child failed to write is rendered here instead."""
+    import os
+
+    from harness.results import read_table
+
+    tables = {name: read_table(swept_run.path, name) for name in ("samples", "summary", "gc_events", "timeline")}
+    written = {}
+    for mode in ("here", "children"):
+        monkeypatch.setattr(plots, "_may_fork", lambda: mode == "children")
+        out = tmp_path / mode
+        out.mkdir()
+        paths = plots.write_plots(out, EXP17, tables, "footer")
+        written[mode] = {p.name: p.read_bytes() for p in paths}
+    assert set(written["here"]) == {"memory.png", "timeline.png", "summary.png", "sweep.png"}
+    assert written["children"] == written["here"]
+
+    run_pid = os.getpid()
+    real_save = plots._save
+
+    def fails_in_a_child(fig, path):
+        if os.getpid() != run_pid:
+            raise RuntimeError("a child that cannot render")
+        real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_may_fork", lambda: True)
+    monkeypatch.setattr(plots, "_save", fails_in_a_child)
+    out = tmp_path / "fallback"
+    out.mkdir()
+    assert {p.name: p.read_bytes() for p in plots.write_plots(out, EXP17, tables, "footer")} == written["here"]
