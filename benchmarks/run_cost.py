@@ -9,7 +9,9 @@ The machine's load average is printed before and after: on a shared machine
 read the ratios, not the seconds.
 
 The target: `harness run exp17` with defaults (all default probes,
-plots, report) within 2x the floor.
+plots, report) within 2x the floor. `--cold-trials` is the same run with
+each trial a new interpreter instead of a fork of the run's pre-imported
+server (harness/fork_server.py).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ def commands(out: str) -> dict[str, list[str]]:
         "harness list": [py, "-m", "harness", "list"],
         "trial imports": [py, "-c", "import harness.trial"],
         "run exp17 --no-plots": [py, "-m", "harness", "run", "exp17", "--no-plots", "--quiet", "--out", out],
+        "run exp17 --cold-trials": [py, "-m", "harness", "run", "exp17", "--cold-trials", "--quiet", "--out", out],
         "run exp17 (defaults)": [py, "-m", "harness", "run", "exp17", "--quiet", "--out", out],
     }
 

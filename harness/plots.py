@@ -33,7 +33,7 @@ memory.png    per panel, numpy-domain bytes (top: tracemalloc, exact) and RSS
               has no trial. strongref climbs a graph per iteration and drops
               where a collection frees its cycles; weakref is flat at one
               graph, its two-graph peaks capped above it.
-timeline.png  with the sampled probe (timeline.csv): memory_profiler's RSS,
+timeline.png  with the sampled probe (timeline.csv): its RSS,
               polled every 5 ms, against seconds since the trial's start, as
               `mprof plot` draws it -- a line per trial; a bar along the bottom
               spans each trial's workload (its first to last sample point), and
@@ -588,8 +588,8 @@ def _gc_marks(ax: Any, trial: pd.DataFrame, events: pd.DataFrame, xs: np.ndarray
 
 def _clock_offset(timeline: pd.DataFrame, trial: pd.DataFrame) -> float:
     """Seconds to add to a sample point's `t_s` (perf_counter from the start
-    sample) to put it on the timeline's clock (memory_profiler's, from its first
-    poll): the workload's end at the timeline's, then, where the samples read
+    sample) to put it on the timeline's clock (the sampled probe's, from just
+    before the workload): the workload's end at the timeline's, then, where the samples read
     RSS, the shift within 60 ms of that at which the timeline fits them best."""
     t_line, rss_line = _num(timeline["t_s"]), _num(timeline["rss_bytes"])
     t_samples = _column(trial, "t_s")
@@ -611,7 +611,7 @@ def _clock_offset(timeline: pd.DataFrame, trial: pd.DataFrame) -> float:
 def timeline_figure(experiment: Experiment, timeline: pd.DataFrame, samples: pd.DataFrame | None = None,
                     gc_events: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
                     palette: Palette | None = None) -> Figure:
-    """memory_profiler's RSS over time, as `mprof plot` draws it: a line per trial."""
+    """The sampled probe's RSS over time, as `mprof plot` draws it: a line per trial."""
     palette = palette or palette_of(summary, timeline)
     facets = facets_of(experiment, summary if summary is not None and not summary.empty else timeline)
     width = 11.0 if len(facets) == 1 else 4.6 * facets.ncols + 0.8
@@ -669,7 +669,7 @@ def timeline_figure(experiment: Experiment, timeline: pd.DataFrame, samples: pd.
         if facets.titles[n]:
             ax.set_title(facets.titles[n], fontsize=9)
         ax.set_xlabel("time since the trial's start (s)", fontsize=8.5)
-        ax.set_ylabel("RSS (MB, memory_profiler)", fontsize=8.5)
+        ax.set_ylabel("RSS (MB, sampled)", fontsize=8.5)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(facets):]:

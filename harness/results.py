@@ -119,7 +119,7 @@ class StoredRun:
     summary = property(lambda self: self.tables["summary"], doc="one row per trial")
     samples = property(lambda self: self.tables["samples"], doc="one row per sample point")
     gc_events = property(lambda self: self.tables["gc_events"], doc="one row per generation collected per interval")
-    timeline = property(lambda self: self.tables["timeline"], doc="memory_profiler's points")
+    timeline = property(lambda self: self.tables["timeline"], doc="the sampled probe's RSS points")
     records = property(lambda self: self.tables["records"], doc="the workload's own rows")
 
 

@@ -359,7 +359,7 @@ class Interruption:
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL a trial and whatever it started (memory_profiler's sampler):
+    """SIGKILL a trial and whatever it started (the sampled probe's RSS watcher):
     its events are flushed line by line, so nothing it recorded is lost."""
     if process.poll() is not None:
         return  # reaped: its pid may belong to someone else now

@@ -4,7 +4,7 @@ Each finished trial's sample rows are read from its sample file CHUNK_ROWS
 at a time; each chunk is appended to `samples.csv` (and to
 `samples.parquet`, a columnar copy, when pyarrow is installed), its GC
 events to `gc_events.csv`, and folded into the trial's running summary
-figures (`harness.tables.SampleStats`); memory_profiler's timeline goes to
+figures (`harness.tables.SampleStats`); the sampled probe's timeline goes to
 `timeline.csv` batch by batch. So the run's own process holds one chunk, the
 summary rows, the workload's own records and, for the plots, at most about
 PLOT_ROWS rows per trial -- however many iterations the trials ran.

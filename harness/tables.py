@@ -16,7 +16,7 @@ gc_events  one row per generation collected between two sample points:
            `iteration` and `phase` of the sample point that closed the interval
            (or "after the last sample"), `generation`, `collections`,
            `collected`, `uncollectable`.
-timeline   memory_profiler's points: `t_s`, `rss_bytes`.
+timeline   the sampled probe's points: `t_s`, `rss_bytes`.
 records    rows a workload records itself (`Workbench.record`): `iteration`
            and the workload's own columns, e.g. exp16's census of collected objects.
 summary    one row per trial: see SUMMARY_COLUMNS.
@@ -64,7 +64,7 @@ SUMMARY_COLUMNS = {
     "bytes_per_iteration": "growth of numpy bytes per iteration between the first and last iteration ends (exact)",
     "rss_final_bytes": "RSS at the last sample (noisy: the allocator keeps freed memory)",
     "rss_peak_bytes": "highest RSS seen by the rss probe or the sampled timeline (noisy)",
-    "sampled_rss_peak_bytes": "highest RSS in memory_profiler's timeline (noisy; a 5 ms poll)",
+    "sampled_rss_peak_bytes": "highest RSS in the sampled probe's timeline (noisy; a 5 ms poll)",
     "cycle_debt_final_bytes": "with the cycle_debt probe: numpy bytes held only by unreachable cycles at the "
                               "last sample, what a full collection would free then (exact)",
     "cycle_debt_peak_bytes": "the highest cycle debt at any sample point (exact)",
@@ -152,7 +152,7 @@ class TrialOutcome:
             yield self._frame(array)
 
     def timeline_chunks(self) -> Iterator[list[dict[str, Any]]]:
-        """memory_profiler's points, a batch at a time (the trial logs them in batches)."""
+        """The sampled probe's points, a batch at a time (the trial logs them in batches)."""
         if self.timeline:
             yield self.timeline
         if self.events_path is None or not Path(self.events_path).exists():

@@ -8,7 +8,7 @@ event log (`harness.probes.sampler`: a sample point allocates nothing, so it
 cannot move the collector); the trial appends one JSON line per event to
 `events_path`, flushed as it goes, so whatever it measured survives if it is
 killed: `start`, `record` (the workload's own rows), `timeline`
-(memory_profiler's points), then `result` or `error`.
+(the sampled probe's RSS points), then `result` or `error`.
 
 A trial dies with the run that started it (so a killed run leaves no
 orphan still allocating), and a forced run's trial limits its own address
@@ -44,7 +44,7 @@ from harness.probes.sampled import run_sampled
 from harness.probes.sampler import Sampler, sample_columns
 
 SAMPLED_INTERVAL_S = 0.005
-TIMELINE_BATCH = 10_000  # memory_profiler's points per event line
+TIMELINE_BATCH = 10_000  # the sampled probe's points per event line
 
 
 @dataclass

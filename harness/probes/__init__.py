@@ -21,8 +21,8 @@ DEFAULT_PROBES = ("tracemalloc", "rss", "gc", "census", SAMPLED)
 
 PROBE_DESCRIPTIONS = {name: probe.description for name, probe in SAMPLE_PROBES.items()}
 PROBE_DESCRIPTIONS[SAMPLED] = (
-    "memory_profiler memory_usage RSS timeline over the workload (max_iterations=1), "
-    "for peaks between samples"
+    "RSS timeline over the workload, read every 5 ms by a watcher process started beside the trial "
+    "(not a fork: harness.probes.rss_watch; memory_profiler off Linux), for peaks between samples"
 )
 
 
