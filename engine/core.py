@@ -170,7 +170,7 @@ class Variable:
                 refs = f.outputs
                 if len(refs) == 1:  # one output, the common case: no lists
                     y = refs[0]()
-                    outputs = (y,)
+                    outputs = None
                     gxs = f.backward(None if y is None else y.grad)
                 else:
                     outputs = [output() for output in refs]
@@ -178,22 +178,42 @@ class Variable:
                 if not isinstance(gxs, tuple):
                     gxs = (gxs,)
 
-                for x, gx in zip(f.inputs, gxs):
+                # An index into f.inputs, not zip(f.inputs, gxs): the zip and
+                # its two iterators would be three more GC-tracked objects per
+                # function. As with zip, the shorter of the two decides: the
+                # inputs after the last grad get none (SoftmaxCrossEntropy
+                # returns none for its labels), and grads beyond the last
+                # input are dropped (a try costs nothing until it catches).
+                inputs, i = f.inputs, 0
+                for gx in gxs:
+                    try:
+                        x = inputs[i]
+                    except IndexError:
+                        break
+                    i += 1
                     # A new array, never `+=`: gx may be the very array another
                     # input or output holds (Add.backward returns gy twice).
-                    x.grad = gx if x.grad is None else x.grad + gx
+                    grad = x.grad
+                    x.grad = gx if grad is None else grad + gx
                     creator = x.creator
                     if creator is not None and creator not in seen:
                         seen.add(creator)
-                        if waiting[creator.generation] is None:
-                            waiting[creator.generation] = [creator]
+                        generation = creator.generation
+                        functions = waiting[generation]
+                        if functions is None:
+                            waiting[generation] = [creator]
                         else:
-                            waiting[creator.generation].append(creator)
+                            functions.append(creator)
 
+                # Only now that the inputs' grads are made, as in the seeds.
                 if free_grads:
-                    for y in outputs:
+                    if outputs is None:  # the one output is y
                         if y is not None:
                             y.grad = None
+                    else:
+                        for y in outputs:
+                            if y is not None:
+                                y.grad = None
 
     # Operators (step 20-22). The functions they call are defined below in
     # this module and looked up when the operator runs.
@@ -264,24 +284,46 @@ class Function:
     """An op of the graph: `forward` and `backward` work on raw ndarrays."""
 
     def __call__(self, *args: Any) -> Variable | list[Variable]:
-        # Every op runs this, so it is written for speed: one plain loop (on
-        # Python 3.11 a comprehension or a generator is a call of its own),
-        # as_variable only for what is not a Variable yet, and the generation
-        # (the largest of the inputs') found on the way.
-        inputs, xs = [], []
-        generation = 0
-        for x in args:
-            if not isinstance(x, Variable):
-                x = as_variable(x)
-            inputs.append(x)
-            xs.append(x.data)
-            if x.generation > generation:
-                generation = x.generation
-        ys = self.forward(*xs)
-        if isinstance(ys, tuple):
+        # Every op runs this, so it is written for speed (on Python 3.11):
+        # each input is made a Variable only if it is not one yet; the
+        # generation is the largest of the inputs'; no loop runs where the
+        # common case needs none (a loop's iterator is one more object for
+        # the cyclic GC to count, a comprehension a call of its own); and
+        # forward gets one or two arrays as plain arguments (forward(*xs)
+        # makes a bound method and a tuple). The lists are the ones every op
+        # has always made: a new list comes off CPython's free list of lists
+        # when it holds one, so which lists are made and freed decides
+        # whether a new list (the engine's or a probe's) counts towards a
+        # gen-0 collection.
+        if len(args) == 2:  # a binary op, the most common
+            x0, x1 = args
+            if not isinstance(x0, Variable):
+                x0 = as_variable(x0)
+            if not isinstance(x1, Variable):
+                x1 = as_variable(x1)
+            inputs, xs = [x0, x1], [x0.data, x1.data]
+            generation = x0.generation if x0.generation > x1.generation else x1.generation
+            ys = self.forward(xs[0], xs[1])
+        else:
+            inputs, xs = [], []
+            generation = 0
+            for x in args:
+                if not isinstance(x, Variable):
+                    x = as_variable(x)
+                inputs.append(x)
+                xs.append(x.data)
+                if x.generation > generation:
+                    generation = x.generation
+            ys = self.forward(xs[0]) if len(xs) == 1 else self.forward(*xs)
+        # One output is the common case, and a numpy scalar (what numpy
+        # returns from an op on 0-d arrays) is checked for first: an
+        # isinstance that fails costs more than one that succeeds.
+        if isinstance(ys, np.generic):
+            outputs = [Variable(np.array(ys))]
+        elif isinstance(ys, tuple):
             outputs = [Variable(as_array(y)) for y in ys]
-        else:  # one output, the common case; a numpy scalar (from 0-d arrays) made an array inline
-            outputs = [Variable(np.array(ys) if isinstance(ys, np.generic) else as_array(ys))]
+        else:
+            outputs = [Variable(as_array(ys))]
 
         if Config.enable_backprop:
             self.generation = generation
@@ -291,8 +333,14 @@ class Function:
             # StrongRef (step 16) every graph is a cycle for the cyclic GC.
             ref = weakref.ref if Config.weak_outputs else StrongRef
             self.outputs = refs = []
-            for output in outputs:
+            if len(outputs) == 1:  # one output, the common case: no loop
+                output = outputs[0]
                 output.creator = self  # output.set_creator(self), inlined
+                output.generation = generation + 1
+                refs.append(ref(output))
+                return output
+            for output in outputs:
+                output.creator = self
                 output.generation = generation + 1
                 refs.append(ref(output))
         else:

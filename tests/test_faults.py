@@ -196,12 +196,12 @@ def test_the_other_trials_run_and_the_run_says_it_failed(faulty_run) -> None:
 def test_a_trial_over_its_timeout_is_stopped_with_its_samples(tmp_path: Path, out_root: Path, earlier_run) -> None:
     hangs = faulty_engine(tmp_path, "hangs", HANGS)
     done = cli("run", "exp17", "--variant", hangs, "--variant", "no_grad", "--param", "iterations=4",
-               "--param", "depth=1", "--timeout", "6", "--out", str(out_root), *FAST, cwd=tmp_path)
+               "--param", "depth=1", "--timeout", "3", "--out", str(out_root), *FAST, cwd=tmp_path)
     assert done.returncode == 1
     run = Path(done.stdout.splitlines()[-1])  # the run directory is the last line
     summary = pd.read_csv(run / "summary.csv").set_index("variant")
     assert summary.loc[hangs, "status"] == "timeout"
-    assert summary.loc[hangs, "error"] == "exceeded --timeout 6 s"
+    assert summary.loc[hangs, "error"] == "exceeded --timeout 3 s"
     assert summary.loc[hangs, "iterations_completed"] == 2
     assert summary.loc["no_grad", "status"] == "ok"
     assert meta(run)["status"] == "failed"

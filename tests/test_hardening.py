@@ -420,10 +420,10 @@ def test_a_timeout_in_the_overhead_re_runs_keeps_the_measurement(tmp_path: Path)
     params = {**get_experiment("exp17").defaults(), "iterations": 10}
     spec = TrialSpec(0, "exp17", variant, params, 0, 0, ["tracemalloc"], str(tmp_path / "0.jsonl"),
                      measure_overhead=True)
-    outcome = execute_trial(spec, 8.0, {})
+    outcome = execute_trial(spec, 4.0, {})
     assert (outcome.status, outcome.error) == ("ok", "")
     assert outcome.result["samples"] == 11 and len(outcome.samples()) == 11  # the start and ten iterations
-    assert outcome.result["overhead_not_measured"] == "the --overhead re-runs exceeded the trial's 8 s"
+    assert outcome.result["overhead_not_measured"] == "the --overhead re-runs exceeded the trial's 4 s"
     assert "overhead_all_probes" not in outcome.result
 
 
@@ -431,7 +431,7 @@ def test_a_timeout_in_the_overhead_re_runs_keeps_the_measurement(tmp_path: Path)
 def test_a_trial_that_ends_its_own_process_is_named_so(tmp_path: Path, status: int) -> None:
     variant = faulty_engine(tmp_path, "exits", f"os._exit({status})", on_call=3)
     done = cli("run", "exp17", "--variant", variant, "--no-plots", "--out", str(tmp_path / "out"), cwd=tmp_path,
-               timeout=120)  # every default probe: memory_profiler's helper runs beside it
+               timeout=120)  # every default probe: the sampled probe's watcher runs beside it
     assert done.returncode == 1, done.stderr
     assert (f"failed: the trial process exited with status {status} before the workload finished, recording "
             "no error: the workload or engine ended it (os._exit, or a crash in native code)") in done.stdout
