@@ -137,7 +137,7 @@ def test_strongref_with_the_gc_on_is_bounded_by_the_collector(iterations: int) -
     trial = need("strongref", iterations=iterations, size=100_000)
     graph = chain_bytes(100_000, 3)
     assert trial.numpy_bytes_peak == strongref_held_graphs(3, iterations, PY311) * graph < iterations * graph
-    assert trial.numpy_bytes_peak >= 2 * 295_200_000  # the measured peak, with room to spare
+    assert trial.numpy_bytes_peak >= 2 * 282_400_000  # the measured peak, with room to spare
     check_memory([trial], jobs=1, force=False, available_bytes=MACHINE)
 
 
@@ -145,8 +145,8 @@ def test_the_gc_on_bound_follows_the_thresholds_and_never_exceeds_every_graph() 
     assert strongref_held_graphs(3, 10**9, PY313) > strongref_held_graphs(3, 10**9, PY311)
     assert strongref_held_graphs(9, 10**9, PY311) < strongref_held_graphs(1, 10**9, PY311)
     assert strongref_held_graphs(3, 50, PY311) == 50
-    # the measured 475 graphs of 300,000 iterations (before the first full collection)
-    assert strongref_held_graphs(3, 300_000, PY311) >= 2 * 475
+    # the measured 458 graphs of 300,000 iterations (before the first full collection)
+    assert strongref_held_graphs(3, 300_000, PY311) >= 2 * 458
 
 
 def test_strongref_with_the_gc_off_is_still_every_graph() -> None:
