@@ -282,10 +282,10 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.executor == "local" and not args.cold_trials and not args.env:
         # Trials will fork from a pre-imported server (harness.fork_server): start it
         # first, so that its imports run beside the run's own.
-        from harness.fork_server import start_early
+        from harness.fork_server import server_for
         from harness.meta import trial_environment
 
-        start_early(sys.executable, trial_environment({}))
+        server_for(sys.executable, trial_environment({}))
     from harness.registry import find
     from harness.runner import RunConfig, parse_param_overrides, run_experiment
 

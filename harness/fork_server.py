@@ -1,10 +1,10 @@
-"""Trials forked from one pre-imported interpreter: a run's fork server.
+"""Trials forked from one pre-imported interpreter: the fork server.
 
 A cold trial (`python -m harness.trial`) spends most of its time starting
 an interpreter and importing numpy, the engine and the probes -- more than
-exp17's three workloads take together. So a run starts one server process
+exp17's three workloads take together. So trials fork from a server process
 per interpreter (`python -m harness.fork_server`; `--python` runs have one
-for each) that imports `harness.trial` once and
+for each) that imports `harness.trial` and the registry once and
 then forks a child per trial; the child is then a trial exactly as a cold
 one is from `main()` on: it reads its spec on stdin, writes its log to the
 trial's .log, runs in a process group of its own and dies with the run.
@@ -20,16 +20,21 @@ glibc reads MALLOC_* once), the `uss` probe
 (a forked child shares the server's pages, so fewer are its own), and
 `cold_trials=True` (`--cold-trials`).
 
+A server lives as long as the process that started it (harness.run in a
+notebook reuses it run after run) unless the project's own sources change.
+
 The protocol, per trial: the run sends the server one byte over its control
 socket with two descriptors (SCM_RIGHTS): a socket of the trial's own and
 the trial's log file. The server forks; the child takes the trial socket as
 its stdin, reads the spec the run writes there, and runs. The server writes
 "<pid>\\n" on the trial socket at once and "<returncode>\\n" when it has
 reaped the child (negative: the signal that killed it, as subprocess says).
-The server ends when the run closes the control socket or dies.
+The server ends when the process that started it closes the control socket,
+exits or dies.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 # How long a trial may wait for the server to fork it (the server's own
@@ -96,6 +102,7 @@ class ForkServer:
 
     def __init__(self, python: str, env: dict[str, str]) -> None:
         self.python, self.env = python, env
+        self.code_stamp = 0
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The server's own output (an import error, say) goes where the run's
         # stderr goes; a trial's goes to its .log.
@@ -129,32 +136,49 @@ class ForkServer:
             self.process.wait()
 
 
-_early: ForkServer | None = None
+# This process's servers, by interpreter and environment: a notebook or a test
+# session that runs many experiments forks all their trials from one server
+# per interpreter, as long as it lives and the code it imported is unchanged.
+_servers: dict[tuple[str, tuple[tuple[str, str], ...]], ForkServer] = {}
+_servers_lock = threading.Lock()
+_CODE = Path(__file__).resolve().parent.parent  # the project's packages, which the server imports
 
 
-def start_early(python: str, env: dict[str, str]) -> None:
-    """Start this process's fork server now, so that its imports overlap the
-    run's own start (`harness run` does, before it imports pandas); the run
-    takes it over if it forks trials with that interpreter and environment."""
-    global _early
-    _early = ForkServer(python, env)
+def _code_stamp() -> int:
+    """The newest modification time of the project's engine and harness sources:
+    a server that imported older code than this is not used again."""
+    newest = 0
+    for package in ("engine", "harness", "harness/probes", "engine/adapters"):
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(_CODE / package):
+                if entry.name.endswith(".py"):
+                    newest = max(newest, entry.stat().st_mtime_ns)
+    return newest
 
 
-def take_early(python: str, env: dict[str, str]) -> ForkServer | None:
-    global _early
-    server, _early = _early, None
-    if server is None:
-        return None
-    if (server.python, server.env) == (python, env) and server.process.poll() is None:
+def server_for(python: str, env: dict[str, str]) -> ForkServer:
+    """This process's fork server for `python` and `env`, started on first use
+    (`harness run` asks for it first thing, so its imports overlap the run's own)."""
+    key = (python, tuple(sorted(env.items())))
+    stamp = _code_stamp()
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is not None and server.process.poll() is None and server.code_stamp == stamp:
+            return server
+        if server is not None:
+            server.close()
+        server = _servers[key] = ForkServer(python, env)
+        server.code_stamp = stamp
         return server
-    server.close()
-    return None
 
 
 # -- the server -------------------------------------------------------------
 
 def _serve(run_pid: int, control: socket.socket) -> None:
-    from harness import trial  # what every trial imports, once
+    # What every trial imports, once: the trial's own modules, and the
+    # registry that finds its experiment (each experiment's module is still
+    # imported by the trial that runs it, and only that one).
+    from harness import registry, trial  # noqa: F401
 
     trial.die_with_parent(run_pid)
     channels: dict[int, socket.socket] = {}  # child pid -> its trial socket
@@ -233,6 +257,9 @@ def _child(server_pid: int, control: socket.socket, channels: dict[int, socket.s
 def main() -> None:
     run_pid, control_fd = int(sys.argv[1]), int(sys.argv[2])
     _serve(run_pid, socket.socket(fileno=control_fd))
+    # Served: no trial is left and nothing is buffered. The interpreter's own
+    # teardown would only keep the run waiting for this process to end.
+    os._exit(0)
 
 
 if __name__ == "__main__":

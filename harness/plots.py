@@ -70,7 +70,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -946,12 +946,16 @@ def provenance(meta: dict[str, Any]) -> str:
 
 
 def figures(experiment: Experiment, tables: Mapping[str, pd.DataFrame], footer: str = "") -> dict[str, Figure]:
-    found = _figures(experiment, tables)
-    if footer:
-        for fig in found.values():
+    return dict(_each_figure(experiment, tables, footer))
+
+
+def _each_figure(experiment: Experiment, tables: Mapping[str, pd.DataFrame],
+                 footer: str = "") -> Iterator[tuple[str, Figure]]:
+    for name, fig in _figures(experiment, tables):
+        if footer:
             # as the figure's x label, so the layout keeps room for it
             fig.supxlabel(footer, x=0.005, ha="left", fontsize=6.5, color="0.4")
-    return found
+        yield name, fig
 
 
 def _table(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame | None:
@@ -963,10 +967,11 @@ def _table(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame | None
     return table if isinstance(table, pd.DataFrame) else None
 
 
-def _figures(experiment: Experiment, tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+def _figures(experiment: Experiment, tables: Mapping[str, pd.DataFrame]) -> Iterator[tuple[str, Figure]]:
+    """The run's figures, each built when asked for (write_plots renders one while it builds the next)."""
     samples = _table(tables, "samples")
     if samples is None or samples.empty:
-        return {}
+        return
     summary = _table(tables, "summary")
     if summary is None:
         summary = pd.DataFrame()
@@ -974,47 +979,56 @@ def _figures(experiment: Experiment, tables: Mapping[str, pd.DataFrame]) -> dict
     records = _table(tables, "records")
     timeline = _table(tables, "timeline")
     palette = palette_of(summary, samples)
-    found = {"memory": memory_figure(experiment, samples, gc_events if gc_events is not None else pd.DataFrame(),
-                                     summary, palette)}
+    yield "memory", memory_figure(experiment, samples, gc_events if gc_events is not None else pd.DataFrame(),
+                                  summary, palette)
     if timeline is not None and len(timeline) and {"t_s", "rss_bytes", "trial", "variant"} <= set(timeline.columns):
-        found["timeline"] = timeline_figure(experiment, timeline, samples, gc_events, summary, palette)
+        yield "timeline", timeline_figure(experiment, timeline, samples, gc_events, summary, palette)
     if not summary.empty:
-        found["summary"] = summary_figure(experiment, summary, palette)
+        yield "summary", summary_figure(experiment, summary, palette)
         if _numeric_swept(experiment, summary):
-            found["sweep"] = sweep_figure(experiment, summary, palette)
+            yield "sweep", sweep_figure(experiment, summary, palette)
     if records is not None and {"object_type", "count"} <= set(records.columns) and len(records):
-        found["census"] = census_figure(experiment, records, summary, palette)
-    return found
+        yield "census", census_figure(experiment, records, summary, palette)
 
 
 def write_plots(run_dir: Path, experiment: Experiment, tables: Mapping[str, pd.DataFrame],
                 footer: str = "") -> list[Path]:
     """Each figure as RUN/<name>.png. Rendering is most of a short run's time
     after its imports, so where the process may fork (no other thread: see
-    `_may_fork`) every figure but the first renders in a child process of its
-    own, beside the first; one a child did not write is rendered here."""
-    found = figures(experiment, tables, footer)
-    paths = {name: run_dir / f"{name}.png" for name in found}
-    children = {}
-    if _may_fork() and len(found) > 1:
-        for name in list(found)[1:]:
-            pid = os.fork()
-            if pid == 0:  # the child: render one figure, write it, and go
-                status = 1
-                try:
-                    _save(found[name], paths[name])
-                    status = 0
-                finally:
-                    os._exit(status)
-            children[name] = pid
-    for name, fig in found.items():
-        if name not in children:
-            _save(fig, paths[name])
-    for name, pid in children.items():
+    `_may_fork`) each figure but the last is rendered by a child process of
+    its own while this one builds the next; one a child did not write is
+    rendered here."""
+    fork = _may_fork()
+    paths: dict[str, Path] = {}
+    children: dict[str, tuple[int, Figure]] = {}
+    last: tuple[str, Figure] | None = None
+    for name, fig in _each_figure(experiment, tables, footer):
+        paths[name] = run_dir / f"{name}.png"
+        if last is not None:
+            if fork:
+                children[last[0]] = (_render_in_child(*last, paths[last[0]]), last[1])
+            else:
+                _save(last[1], paths[last[0]])
+        last = (name, fig)
+    if last is not None:
+        _save(last[1], paths[last[0]])
+    for name, (pid, fig) in children.items():
         _, status = os.waitpid(pid, 0)
         if status != 0:  # its error is raised here, where it can be reported
-            _save(found[name], paths[name])
+            _save(fig, paths[name])
     return list(paths.values())
+
+
+def _render_in_child(name: str, fig: Figure, path: Path) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: render one figure, write it, and go
+        status = 1
+        try:
+            _save(fig, path)
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
 
 
 def _save(fig: Figure, path: Path) -> None:

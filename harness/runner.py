@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm  # a notebook widget in Jupyter, text on a terminal
 
 from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered
 from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
-from harness.fork_server import ForkedTrial, ForkServer, take_early
+from harness.fork_server import ForkedTrial, ForkServer, server_for
 from harness.experiment_record import CHECKS_FILE, checks_table, describe, record_definition
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.inference import INFERRED, choose_all
@@ -505,24 +504,19 @@ def run_trials(
     for spec in specs:
         key = (spec.python, spec.pythonpath)
         if forkable(spec, config) and key not in servers:
-            python, env = spec.python or sys.executable, trial_environment({}, spec.pythonpath)
-            servers[key] = take_early(python, env) or ForkServer(python, env)
-    try:
-        with ThreadPoolExecutor(max_workers=config.jobs) as pool:
-            futures = [
-                pool.submit(execute_trial, spec, timeout_s, config.trial_env, interruption,
-                            servers.get((spec.python, spec.pythonpath)) if forkable(spec, config) else None)
-                for spec in specs
-            ]
-            while_waiting()
-            for spec, future in zip(specs, futures):
-                outcome = future.result()
-                outcomes[outcome.trial] = outcome
-                progress(outcome)
-                finished(spec, outcome)
-    finally:
-        for server in servers.values():
-            server.close()
+            servers[key] = server_for(spec.python or sys.executable, trial_environment({}, spec.pythonpath))
+    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+        futures = [
+            pool.submit(execute_trial, spec, timeout_s, config.trial_env, interruption,
+                        servers.get((spec.python, spec.pythonpath)) if forkable(spec, config) else None)
+            for spec in specs
+        ]
+        while_waiting()
+        for spec, future in zip(specs, futures):
+            outcome = future.result()
+            outcomes[outcome.trial] = outcome
+            progress(outcome)
+            finished(spec, outcome)
     return [outcomes[spec.trial] for spec in specs]
 
 
@@ -577,6 +571,8 @@ def progress_bar(total: int, label: str) -> tuple[Callable[[TrialOutcome], None]
     """Progress as the place the run is watched from can show it: a widget in a
     notebook (tqdm.auto), a bar on a terminal, and a line per finished trial
     where stderr is a log (CI), which a bar would fill with carriage returns."""
+    from tqdm.auto import tqdm  # a notebook widget in Jupyter, text on a terminal
+
     notebook = any(base.__module__ == "tqdm.notebook" for base in tqdm.__mro__)  # what tqdm.auto chose
     if notebook or sys.stderr.isatty():
         bar = tqdm(total=total, desc=label, unit="trial", file=None if notebook else sys.stderr, leave=False,

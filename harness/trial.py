@@ -40,7 +40,7 @@ from harness.probes import SAMPLE_PROBES, SAMPLED, TrialState
 from harness.probes.gc_state import GcStateView
 from harness.probes.gc_state import locate as locate_gc_state
 from harness.probes.numpy_domain import NumpyDomainTracer
-from harness.probes.sampled import run_sampled
+from harness.probes.sampled import run_sampled, start_watcher
 from harness.probes.sampler import Sampler, sample_columns
 
 SAMPLED_INTERVAL_S = 0.005
@@ -125,6 +125,17 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
     existed); the collector's totals and the numpy bytes are still read at
     the end, which is what the observer check compares against.
     """
+    # The sampled probe's watcher starts first: its interpreter starts while this one sets up.
+    watcher = start_watcher(SAMPLED_INTERVAL_S) if SAMPLED in probe_names and not blind else None
+    try:
+        return _measure(spec, engine, probe_names, log, samples_to, phases_to, blind, watcher)
+    finally:
+        if watcher is not None:
+            watcher.kill()  # after finish() this only makes sure
+
+
+def _measure(spec: TrialSpec, engine: Any, probe_names: list[str], log: EventLog, samples_to: Path | None,
+             phases_to: Path | None, blind: bool, watcher: Any) -> dict[str, Any]:
     from harness.registry import get_experiment
 
     experiment = get_experiment(spec.experiment)
@@ -199,7 +210,7 @@ def _run_workload(spec: TrialSpec, engine: Any, probe_names: list[str], log: Eve
 
     try:
         if SAMPLED in probe_names and not blind:
-            timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S)
+            timeline, seconds = run_sampled(workload, SAMPLED_INTERVAL_S, watcher)
             for at in range(0, len(timeline), TIMELINE_BATCH):  # lines the parent reads one at a time
                 log.emit("timeline", points=timeline[at:at + TIMELINE_BATCH])
         else:

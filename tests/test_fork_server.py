@@ -88,11 +88,26 @@ def _servers_of(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children() if "harness.fork_server" in " ".join(p.cmdline())]
 
 
-def test_the_fork_server_ends_with_its_run(tmp_path: Path) -> None:
-    """Ended normally: no server is left. Killed outright (SIGKILL: nothing is
-    tidied up): the server and its running trial die with the run."""
+def test_the_fork_server_serves_run_after_run_and_ends_with_its_process(tmp_path: Path) -> None:
+    """One server forks the trials of every run of a process (a notebook, a test
+    session); a change to the project's sources starts a new one. Killed
+    outright (SIGKILL: nothing is tidied up), a run's server and its running
+    trial die with it."""
+    from harness import fork_server
+
     harness.run("exp17", variants=["weakref"], plots=False, progress=False, out=tmp_path / "a")
-    assert not _servers_of(os.getpid())
+    first = set(_servers_of(os.getpid()))  # (with any other environment's this session started)
+    harness.run("exp17", variants=["no_grad"], plots=False, progress=False, out=tmp_path / "a")
+    assert first and set(_servers_of(os.getpid())) == first
+    source = Path(fork_server.__file__)
+    stat = source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, time.time_ns()))  # as if edited
+        harness.run("exp17", variants=["weakref"], plots=False, progress=False, out=tmp_path / "a")
+        now = set(_servers_of(os.getpid()))
+        assert len(now - first) == 1 and len(first - now) == 1  # this environment's server, replaced
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "exp17", "--variant", "weakref", "--param", "iterations=1000000",

@@ -68,30 +68,41 @@ class RssWatcher:
     `begin()` right before the workload, and `finish()` after it (or
     `kill()` if it raised). All of them run outside the workload."""
 
-    def __init__(self, interval_s: float) -> None:
-        import select
+    def __init__(self, interval_s: float, wait: bool = True) -> None:
+        """Start the watcher; with `wait`, return once it takes readings, else
+        `begin()` waits for that (so its start-up can overlap the trial's own)."""
         import subprocess
 
         self.interval_s = float(interval_s)
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._own_statm = os.open(_STATM.format(pid=os.getpid()), os.O_RDONLY)
         self._t0: float | None = None
+        self._ready = False
         self._process: subprocess.Popen | None = None
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(__file__), str(os.getpid()), repr(self.interval_s)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
             )
-            readable, _, _ = select.select([self._process.stdout], [], [], _READY_TIMEOUT_S)
-            ready = os.read(self._process.stdout.fileno(), 1) if readable else b""
-            if ready != _READY:
-                raise WatcherError(
-                    "the RSS watcher did not start" if readable
-                    else f"the RSS watcher was not ready within {_READY_TIMEOUT_S:.0f} s"
-                )
+            if wait:
+                self.wait_ready()
         except BaseException:
             self.kill()
             raise
+
+    def wait_ready(self) -> None:
+        import select
+
+        if self._ready:
+            return
+        readable, _, _ = select.select([self._process.stdout], [], [], _READY_TIMEOUT_S)
+        ready = os.read(self._process.stdout.fileno(), 1) if readable else b""
+        if ready != _READY:
+            raise WatcherError(
+                "the RSS watcher did not start" if readable
+                else f"the RSS watcher was not ready within {_READY_TIMEOUT_S:.0f} s"
+            )
+        self._ready = True
 
     @property
     def pid(self) -> int | None:
@@ -103,6 +114,7 @@ class RssWatcher:
 
     def begin(self) -> None:
         """Mark the workload's start: time 0 of the timeline, and its first point."""
+        self.wait_ready()
         self._start_rss = self.own_rss()
         self._t0 = now()
 

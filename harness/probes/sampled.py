@@ -36,18 +36,37 @@ from harness.probes import rss_watch
 MIB = 1024 * 1024
 
 
-def run_sampled(workload: Callable[[], Any], interval_s: float) -> tuple[list[dict[str, float]], Any]:
-    """Run `workload` with its RSS polled every `interval_s`; return the timeline
-    (a list of {"t_s", "rss_bytes"}, from the workload's start to after its end) and
-    the workload's result. If the workload raises (anything, KeyboardInterrupt and
-    SystemExit too), the poller is stopped before the exception goes on."""
-    if rss_watch.available():
-        try:
+def start_watcher(interval_s: float) -> rss_watch.RssWatcher | None:
+    """A watcher started now, not yet waited for, so that its start-up overlaps
+    the trial's own (None where there is none: run_sampled falls back)."""
+    if not rss_watch.available():
+        return None
+    try:
+        return rss_watch.RssWatcher(interval_s, wait=False)
+    except (OSError, rss_watch.WatcherError) as error:
+        warnings.warn(f"{error}; the sampled probe falls back to memory_profiler", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def run_sampled(workload: Callable[[], Any], interval_s: float,
+                watcher: rss_watch.RssWatcher | None = None) -> tuple[list[dict[str, float]], Any]:
+    """Run `workload` with its RSS polled every `interval_s` (by `watcher` if one
+    was started, see start_watcher); return the timeline (a list of {"t_s",
+    "rss_bytes"}, from the workload's start to after its end) and the workload's
+    result. If the workload raises (anything, KeyboardInterrupt and SystemExit
+    too), the poller is stopped before the exception goes on."""
+    try:
+        if watcher is None and rss_watch.available():
             watcher = rss_watch.RssWatcher(interval_s)
-        except (OSError, rss_watch.WatcherError) as error:
-            warnings.warn(f"{error}; the sampled probe falls back to memory_profiler", RuntimeWarning, stacklevel=2)
-        else:
-            return _run_watched(watcher, workload)
+        elif watcher is not None:
+            watcher.wait_ready()
+    except (OSError, rss_watch.WatcherError) as error:
+        if watcher is not None:
+            watcher.kill()
+            watcher = None
+        warnings.warn(f"{error}; the sampled probe falls back to memory_profiler", RuntimeWarning, stacklevel=2)
+    if watcher is not None:
+        return _run_watched(watcher, workload)
     return _run_memory_profiler(workload, interval_s)
 
 
