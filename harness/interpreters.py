@@ -202,7 +202,10 @@ def environment(interpreter: Interpreter, needs: list[str], say: Callable[[str],
         uv = _uv()
         try:
             for command in ([uv, "venv", "--quiet", "--python", interpreter.path, str(env)],
-                            [uv, "pip", "install", "--quiet", "--python", str(python), *needs]):
+                            # compiled now: a trial's (or its fork server's) imports then read .pyc files
+                            # even where the environment forbids writing them (PYTHONDONTWRITEBYTECODE)
+                            [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python),
+                             *needs]):
                 done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
                 if done.returncode != 0:
                     lines = [line for line in done.stderr.splitlines() if line.strip()]
