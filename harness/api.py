@@ -96,7 +96,7 @@ def run(
     `executor="dask"` runs each trial as a task on a Dask cluster: `scheduler`'s
     ("tcp://HOST:PORT"), or a LocalCluster of `jobs` workers (harness.dask_executor).
     `cold_trials` starts each trial as a new interpreter rather than forking
-    it from the run's pre-imported fork server (harness.fork_server).
+    it from a pre-imported fork server (harness.fork_server).
 
     Interrupted (Ctrl-C, SIGTERM), the run writes what it measured, marks
     itself interrupted, and the interrupt is raised again, as a notebook

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run every trial under this interpreter too, e.g. --python 3.11 --python 3.13 "
                           "(repeatable; its environment is prepared once with uv)")
     run.add_argument("--cold-trials", action="store_true",
-                     help="start each trial as a new interpreter instead of forking it from the run's "
+                     help="start each trial as a new interpreter instead of forking it from a "
                           "pre-imported fork server (slower; the figures are the same)")
     run.add_argument("--force", action="store_true",
                      help="run trials the memory guard refuses, each under an address-space limit")

@@ -37,8 +37,8 @@ from engine.adapters.plugin import is_plugin
 from engine.variants import UnknownVariantError, check_plugin, get_variant, pickled, user_registered
 from harness.errors import ResultsNotWritten, UsageError
 from harness.experiment import Experiment, Params
-from harness.fork_server import ForkedTrial, ForkServer, server_for
 from harness.experiment_record import CHECKS_FILE, checks_table, describe, record_definition
+from harness.fork_server import ForkedTrial, ForkServer, server_for
 from harness.guard import GuardReport, check_memory, trial_needs
 from harness.inference import INFERRED, choose_all
 from harness import interpreters
@@ -92,7 +92,7 @@ class RunConfig:
     # 3.13`: a version or a path; harness.interpreters); empty: this one.
     pythons: Sequence[str] = ()
     # Start every trial as a new interpreter (`python -m harness.trial`) instead
-    # of forking it from the run's pre-imported fork server (harness.fork_server).
+    # of forking it from a pre-imported fork server (harness.fork_server).
     cold_trials: bool = False
 
 
