@@ -98,7 +98,7 @@ class ForkedTrial:
 
 
 class ForkServer:
-    """The run's side: start the server, fork trials from it, stop it."""
+    """The side of the process that runs experiments: start the server, fork trials from it, stop it."""
 
     def __init__(self, python: str, env: dict[str, str]) -> None:
         self.python, self.env = python, env
