@@ -1006,7 +1006,7 @@ def write_plots(run_dir: Path, experiment: Experiment, tables: Mapping[str, pd.D
         paths[name] = run_dir / f"{name}.png"
         if last is not None:
             if fork:
-                children[last[0]] = (_render_in_child(*last, paths[last[0]]), last[1])
+                children[last[0]] = (_render_in_child(last[1], paths[last[0]]), last[1])
             else:
                 _save(last[1], paths[last[0]])
         last = (name, fig)
@@ -1019,7 +1019,7 @@ def write_plots(run_dir: Path, experiment: Experiment, tables: Mapping[str, pd.D
     return list(paths.values())
 
 
-def _render_in_child(name: str, fig: Figure, path: Path) -> int:
+def _render_in_child(fig: Figure, path: Path) -> int:
     pid = os.fork()
     if pid == 0:  # the child: render one figure, write it, and go
         status = 1

@@ -54,7 +54,7 @@ SUMMARY_COLUMNS = {
     "status": "ok, or failed / timeout / killed / interrupted",
     "error": "why the trial failed (empty when ok)",
     "python": "the trial's interpreter version",
-    "trial_start": "forked (from the run's pre-imported fork server) or cold (a new interpreter)",
+    "trial_start": "forked (from a pre-imported fork server, harness.fork_server) or cold (a new interpreter)",
     "gc_threshold_gen0": "gen-0's collection threshold in the trial (gc.get_threshold()[0])",
     "gc_threshold_gen1": "gen-1's threshold",
     "gc_threshold_gen2": "gen-2's threshold",
@@ -396,7 +396,7 @@ def summarize(experiment: Experiment, outcome: TrialOutcome, stats: SampleStats 
     stats = trial_stats(outcome) if stats is None else stats
     row: dict[str, Any] = {"status": outcome.status, "error": outcome.error,
                            "python": outcome.start.get("python"),
-                           # "forked" from the run's fork server, or a "cold" new interpreter
+                           # "forked" from a fork server, or a "cold" new interpreter
                            "trial_start": outcome.start.get("started")}
     thresholds = list(outcome.start.get("gc_thresholds") or [None] * 3)
     for g in range(3):

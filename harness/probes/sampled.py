@@ -55,16 +55,15 @@ def run_sampled(workload: Callable[[], Any], interval_s: float,
     "rss_bytes"}, from the workload's start to after its end) and the workload's
     result. If the workload raises (anything, KeyboardInterrupt and SystemExit
     too), the poller is stopped before the exception goes on."""
-    try:
-        if watcher is None and rss_watch.available():
-            watcher = rss_watch.RssWatcher(interval_s)
-        elif watcher is not None:
+    if watcher is None:
+        watcher = start_watcher(interval_s)
+    if watcher is not None:
+        try:
             watcher.wait_ready()
-    except (OSError, rss_watch.WatcherError) as error:
-        if watcher is not None:
+        except (OSError, rss_watch.WatcherError) as error:
             watcher.kill()
             watcher = None
-        warnings.warn(f"{error}; the sampled probe falls back to memory_profiler", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{error}; the sampled probe falls back to memory_profiler", RuntimeWarning, stacklevel=2)
     if watcher is not None:
         return _run_watched(watcher, workload)
     return _run_memory_profiler(workload, interval_s)
